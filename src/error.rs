@@ -1,0 +1,298 @@
+//! Public errors.
+//!
+//! Every fallible operation returns [`Error`]: a struct with a
+//! `#[non_exhaustive]` [`ErrorKind`], plus the AMQP error condition and
+//! description the peer sent when there was one. Codec failures are
+//! [`DecodeError`]s, which convert into [`Error`] with the
+//! `amqp:decode-error` condition.
+
+use std::fmt;
+
+/// What went wrong while decoding AMQP bytes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// The input ended in the middle of a value.
+    #[error("input ends in the middle of a value")]
+    Truncated,
+    /// A format code that is not part of AMQP 1.0.
+    #[error("invalid format code 0x{0:02x}")]
+    InvalidConstructor(u8),
+    /// A value of another type than the one the field requires.
+    #[error("expected {expected}, found format code 0x{found:02x}")]
+    UnexpectedType {
+        /// The type the field requires.
+        expected: &'static str,
+        /// The format code found.
+        found: u8,
+    },
+    /// A descriptor that is neither a `ulong` nor a `symbol`, or that names
+    /// no type known in its place.
+    #[error("invalid descriptor (format code 0x{0:02x})")]
+    InvalidDescriptor(u8),
+    /// A described type this decoder does not know, in a place that needs a
+    /// known one.
+    #[error("unknown descriptor {0}")]
+    UnknownDescriptor(String),
+    /// A size or count inconsistent with the bytes that hold it.
+    #[error("size or count inconsistent with the encoded data")]
+    InvalidLength,
+    /// A size field above the configured limit.
+    #[error("size {size} exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The size the input announced.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Compound values nested deeper than the configured limit.
+    #[error("values nested deeper than {0} levels")]
+    TooDeep(u32),
+    /// A string that is not valid UTF-8.
+    #[error("string is not valid UTF-8")]
+    InvalidUtf8,
+    /// A symbol that is not ASCII.
+    #[error("symbol is not ASCII")]
+    InvalidSymbol,
+    /// A value outside the range its type allows.
+    #[error("invalid {0} value")]
+    InvalidValue(&'static str),
+    /// A mandatory field is absent or null.
+    #[error("mandatory field {0} is missing")]
+    MissingField(&'static str),
+    /// Bytes left over after a complete value.
+    #[error("{0} unexpected bytes after the value")]
+    TrailingBytes(usize),
+    /// A frame header that breaks the framing rules.
+    #[error("invalid frame: {0}")]
+    InvalidFrame(&'static str),
+    /// A frame larger than the negotiated maximum frame size.
+    #[error("frame of {size} bytes exceeds the maximum frame size {max}")]
+    FrameTooLarge {
+        /// The size the frame header announced.
+        size: usize,
+        /// The maximum frame size in force.
+        max: usize,
+    },
+    /// A protocol header other than the one expected.
+    #[error("unexpected protocol header {0:02x?}")]
+    InvalidProtocolHeader([u8; 8]),
+}
+
+/// An error decoding AMQP bytes: malformed or hostile input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("decode error: {kind}")]
+pub struct DecodeError {
+    kind: DecodeErrorKind,
+}
+
+impl DecodeError {
+    /// An error of the given kind.
+    pub fn new(kind: DecodeErrorKind) -> Self {
+        DecodeError { kind }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &DecodeErrorKind {
+        &self.kind
+    }
+}
+
+impl From<DecodeErrorKind> for DecodeError {
+    fn from(kind: DecodeErrorKind) -> Self {
+        DecodeError::new(kind)
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Malformed bytes from the peer (`amqp:decode-error`).
+    Decode,
+    /// A frame that breaks the framing rules (`amqp:connection:framing-error`).
+    Framing,
+    /// An I/O error on the transport.
+    Io,
+    /// The peer closed the connection, possibly with an error condition.
+    ConnectionClosed,
+    /// The peer ended the session, possibly with an error condition.
+    SessionEnded,
+    /// The peer detached the link, possibly with an error condition.
+    LinkDetached,
+    /// A delivery was rejected or otherwise not accepted by the peer.
+    Rejected,
+    /// The operation did not complete within its configured timeout.
+    Timeout,
+    /// An invalid argument or URL.
+    InvalidArgument,
+    /// The peer broke the protocol (our engine closed with the condition).
+    Protocol,
+    /// The connection or link is closed on our side.
+    Closed,
+    /// A limit such as the maximum message size was exceeded.
+    LimitExceeded,
+    /// Authentication failed.
+    Authentication,
+}
+
+/// The error type of this crate.
+///
+/// It carries the [`ErrorKind`], and when the peer (or our engine) gave one,
+/// the AMQP error condition (such as `amqp:unauthorized-access`) and its
+/// description.
+#[derive(Debug, Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    condition: Option<String>,
+    description: Option<String>,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    /// An error of `kind` with a description.
+    pub fn new(kind: ErrorKind, description: impl Into<String>) -> Self {
+        Error {
+            kind,
+            condition: None,
+            description: Some(description.into()),
+            source: None,
+        }
+    }
+
+    /// An error of `kind` carrying an AMQP condition and optional description.
+    pub fn with_condition(
+        kind: ErrorKind,
+        condition: impl Into<String>,
+        description: Option<String>,
+    ) -> Self {
+        Error {
+            kind,
+            condition: Some(condition.into()),
+            description,
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The AMQP error condition, such as `amqp:not-found`, if any.
+    pub fn condition(&self) -> Option<&str> {
+        self.condition.as_deref()
+    }
+
+    /// The human-readable description, if any.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// Whether retrying the operation (possibly on a new connection) may
+    /// succeed: true for I/O failures, timeouts, closed connections and
+    /// forced detaches, false for authentication failures, invalid
+    /// arguments, and refusals such as `amqp:unauthorized-access` or
+    /// `amqp:not-found`.
+    pub fn is_retriable(&self) -> bool {
+        match self.condition() {
+            Some(
+                "amqp:unauthorized-access"
+                | "amqp:not-found"
+                | "amqp:not-allowed"
+                | "amqp:invalid-field"
+                | "amqp:not-implemented"
+                | "amqp:decode-error"
+                | "amqp:frame-size-too-small"
+                | "amqp:link:message-size-exceeded",
+            ) => false,
+            Some(
+                "amqp:connection:forced"
+                | "amqp:link:detach-forced"
+                | "amqp:resource-limit-exceeded"
+                | "amqp:internal-error",
+            ) => true,
+            _ => matches!(
+                self.kind,
+                ErrorKind::Io
+                    | ErrorKind::Timeout
+                    | ErrorKind::ConnectionClosed
+                    | ErrorKind::SessionEnded
+                    | ErrorKind::LinkDetached
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ErrorKind::Decode => "decode error",
+            ErrorKind::Framing => "framing error",
+            ErrorKind::Io => "I/O error",
+            ErrorKind::ConnectionClosed => "connection closed",
+            ErrorKind::SessionEnded => "session ended",
+            ErrorKind::LinkDetached => "link detached",
+            ErrorKind::Rejected => "delivery rejected",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::Closed => "closed",
+            ErrorKind::LimitExceeded => "limit exceeded",
+            ErrorKind::Authentication => "authentication failed",
+        };
+        f.write_str(what)?;
+        if let Some(c) = &self.condition {
+            write!(f, " ({c})")?;
+        }
+        if let Some(d) = &self.description {
+            write!(f, ": {d}")?;
+        }
+        if let Some(s) = &self.source {
+            write!(f, ": {s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        let (kind, condition) = match e.kind() {
+            DecodeErrorKind::InvalidFrame(_)
+            | DecodeErrorKind::FrameTooLarge { .. }
+            | DecodeErrorKind::InvalidProtocolHeader(_) => {
+                (ErrorKind::Framing, "amqp:connection:framing-error")
+            }
+            _ => (ErrorKind::Decode, "amqp:decode-error"),
+        };
+        Error::with_condition(kind, condition, Some(e.kind().to_string()))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error {
+            kind: ErrorKind::Io,
+            condition: None,
+            description: Some(e.to_string()),
+            source: Some(std::sync::Arc::new(e)),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! # Aqueduct
+//!
+//! AMQP 1.0 messaging for async Rust: the Qpid Proton messaging model
+//! (containers, connections, senders, receivers, delivery outcomes,
+//! listeners) on tokio, `futures` and `tower`.
+//!
+//! # Layout
+//!
+//! Dependencies point one way: `types` <- `frame`/`message` <- `proto` <-
+//! `client`.
+//!
+//! - [`types`]: the AMQP type system and its encoding; depends on `bytes` only.
+//! - `error`: [`Error`] and [`DecodeError`], each with a `#[non_exhaustive]`
+//!   kind.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+pub mod types;
+
+pub use error::{DecodeError, DecodeErrorKind, Error, ErrorKind, Result};

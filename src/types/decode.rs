@@ -1,0 +1,631 @@
+//! Decoding: the [`Decoder`] cursor and the [`Decode`] trait.
+//!
+//! Decoding is total. Every read checks the bytes are there first; a length
+//! or count is trusted only after the bytes it promises are known to be in
+//! the buffer, so no allocation is sized by an untrusted field; compounds
+//! nest at most [`Limits::max_depth`] deep. Binary values borrow from the
+//! input `Bytes` instead of copying.
+
+use super::codes::*;
+use super::value::{Array, Described, Descriptor, Map, Symbol, Timestamp, Uuid, Value};
+use crate::error::{DecodeError, DecodeErrorKind};
+use bytes::{Buf, Bytes};
+
+/// Bounds a decoder enforces on untrusted input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of lists, maps, arrays and described values.
+    /// Default: 64.
+    pub max_depth: u32,
+    /// Largest size field accepted for a single value, in bytes.
+    /// Default: 256 MiB.
+    pub max_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 64,
+            max_size: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// A cursor over AMQP-encoded bytes.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    buf: Bytes,
+    limits: Limits,
+    depth: u32,
+}
+
+type Result<T> = std::result::Result<T, DecodeError>;
+
+fn err<T>(kind: DecodeErrorKind) -> Result<T> {
+    Err(DecodeError::new(kind))
+}
+
+impl Decoder {
+    /// A decoder over `buf` with the default [`Limits`].
+    pub fn new(buf: Bytes) -> Self {
+        Self::with_limits(buf, Limits::default())
+    }
+
+    /// A decoder over `buf` with the given limits.
+    pub fn with_limits(buf: Bytes, limits: Limits) -> Self {
+        Decoder {
+            buf,
+            limits,
+            depth: 0,
+        }
+    }
+
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether every byte has been read.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The bytes not yet read, consuming the decoder.
+    pub fn into_rest(self) -> Bytes {
+        self.buf
+    }
+
+    /// The bytes not yet read.
+    pub fn rest(&self) -> &Bytes {
+        &self.buf
+    }
+
+    /// Fails with [`DecodeErrorKind::TrailingBytes`] unless every byte has
+    /// been read.
+    pub fn finish(&self) -> Result<()> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            err(DecodeErrorKind::TrailingBytes(self.buf.len()))
+        }
+    }
+
+    /// The next byte, without consuming it.
+    pub fn peek_u8(&self) -> Result<u8> {
+        match self.buf.first() {
+            Some(b) => Ok(*b),
+            None => err(DecodeErrorKind::Truncated),
+        }
+    }
+
+    fn need(&self, n: usize) -> Result<()> {
+        if self.buf.len() < n {
+            err(DecodeErrorKind::Truncated)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn read_u8(&mut self) -> Result<u8> {
+        self.need(1)?;
+        Ok(self.buf.get_u8())
+    }
+
+    pub(crate) fn read_u16(&mut self) -> Result<u16> {
+        self.need(2)?;
+        Ok(self.buf.get_u16())
+    }
+
+    pub(crate) fn read_u32(&mut self) -> Result<u32> {
+        self.need(4)?;
+        Ok(self.buf.get_u32())
+    }
+
+    pub(crate) fn read_u64(&mut self) -> Result<u64> {
+        self.need(8)?;
+        Ok(self.buf.get_u64())
+    }
+
+    fn read_array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        self.need(N)?;
+        let mut a = [0u8; N];
+        self.buf.copy_to_slice(&mut a);
+        Ok(a)
+    }
+
+    /// Takes the next `n` bytes without copying.
+    pub(crate) fn read_bytes(&mut self, n: usize) -> Result<Bytes> {
+        if n > self.limits.max_size {
+            return err(DecodeErrorKind::TooLarge {
+                size: n,
+                limit: self.limits.max_size,
+            });
+        }
+        self.need(n)?;
+        Ok(self.buf.split_to(n))
+    }
+
+    /// A decoder over the next `n` bytes, one level deeper, consuming them
+    /// from this one.
+    fn sub(&mut self, n: usize) -> Result<Decoder> {
+        let buf = self.read_bytes(n)?;
+        Ok(Decoder {
+            buf,
+            limits: self.limits,
+            depth: self.depth,
+        })
+    }
+
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            return err(DecodeErrorKind::TooDeep(self.limits.max_depth));
+        }
+        Ok(())
+    }
+
+    /// Reads a variable-width size for `code8`/`code32` constructors.
+    fn read_var_len(&mut self, code: u8, code8: u8) -> Result<usize> {
+        if code == code8 {
+            Ok(self.read_u8()? as usize)
+        } else {
+            Ok(self.read_u32()? as usize)
+        }
+    }
+
+    /// Decodes a value of type `T`.
+    pub fn read<T: Decode>(&mut self) -> Result<T> {
+        T::decode(self)
+    }
+
+    /// Decodes any value.
+    pub fn read_value(&mut self) -> Result<Value> {
+        let code = self.read_u8()?;
+        if code == DESCRIBED {
+            self.enter()?;
+            let descriptor = self.read_descriptor_body()?;
+            let value = self.read_value()?;
+            self.depth -= 1;
+            return Ok(Value::Described(Box::new(Described { descriptor, value })));
+        }
+        self.read_body(code)
+    }
+
+    /// Skips one value (of any type) without building it.
+    pub fn skip_value(&mut self) -> Result<()> {
+        let code = self.read_u8()?;
+        if code == DESCRIBED {
+            self.enter()?;
+            self.read_descriptor_body()?;
+            self.skip_value()?;
+            self.depth -= 1;
+            return Ok(());
+        }
+        if let Some(w) = fixed_width(code) {
+            return self.read_bytes(w).map(drop);
+        }
+        let n = match code {
+            VBIN8 | STR8 | SYM8 | LIST8 | MAP8 | ARRAY8 => self.read_u8()? as usize,
+            VBIN32 | STR32 | SYM32 | LIST32 | MAP32 | ARRAY32 => self.read_u32()? as usize,
+            c => return err(DecodeErrorKind::InvalidConstructor(c)),
+        };
+        self.read_bytes(n).map(drop)
+    }
+
+    /// If the next value is described, reads and returns its descriptor;
+    /// else returns `None` and reads nothing.
+    pub fn read_descriptor(&mut self) -> Result<Option<Descriptor>> {
+        if self.peek_u8()? != DESCRIBED {
+            return Ok(None);
+        }
+        self.read_u8()?;
+        self.read_descriptor_body().map(Some)
+    }
+
+    fn read_descriptor_body(&mut self) -> Result<Descriptor> {
+        let code = self.read_u8()?;
+        match code {
+            ULONG0 | SMALLULONG | ULONG => Ok(Descriptor::Code(self.read_ulong_body(code)?)),
+            SYM8 | SYM32 => Ok(Descriptor::Symbol(self.read_symbol_body(code)?)),
+            c => err(DecodeErrorKind::InvalidDescriptor(c)),
+        }
+    }
+
+    fn read_ulong_body(&mut self, code: u8) -> Result<u64> {
+        match code {
+            ULONG0 => Ok(0),
+            SMALLULONG => Ok(self.read_u8()? as u64),
+            _ => self.read_u64(),
+        }
+    }
+
+    fn read_uint_body(&mut self, code: u8) -> Result<u32> {
+        match code {
+            UINT0 => Ok(0),
+            SMALLUINT => Ok(self.read_u8()? as u32),
+            _ => self.read_u32(),
+        }
+    }
+
+    fn read_string_body(&mut self, code: u8) -> Result<String> {
+        let n = self.read_var_len(code, STR8)?;
+        let b = self.read_bytes(n)?;
+        match std::str::from_utf8(&b) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => err(DecodeErrorKind::InvalidUtf8),
+        }
+    }
+
+    fn read_symbol_body(&mut self, code: u8) -> Result<Symbol> {
+        let n = self.read_var_len(code, SYM8)?;
+        let b = self.read_bytes(n)?;
+        if !b.is_ascii() {
+            return err(DecodeErrorKind::InvalidSymbol);
+        }
+        match std::str::from_utf8(&b) {
+            Ok(s) => Ok(Symbol::from(s.to_owned())),
+            Err(_) => err(DecodeErrorKind::InvalidSymbol),
+        }
+    }
+
+    /// Reads a compound's size and count and returns a decoder over exactly
+    /// its items, checking the count against the bytes that hold them.
+    fn read_compound(&mut self, code: u8, code8: u8) -> Result<(Decoder, usize)> {
+        let (size, count_len) = if code == code8 {
+            (self.read_u8()? as usize, 1)
+        } else {
+            (self.read_u32()? as usize, 4)
+        };
+        if size < count_len {
+            return err(DecodeErrorKind::InvalidLength);
+        }
+        let mut sub = self.sub(size)?;
+        let count = if count_len == 1 {
+            sub.read_u8()? as usize
+        } else {
+            sub.read_u32()? as usize
+        };
+        sub.enter()?;
+        Ok((sub, count))
+    }
+
+    /// Decodes the body of a value whose constructor was `code`.
+    fn read_body(&mut self, code: u8) -> Result<Value> {
+        Ok(match code {
+            NULL => Value::Null,
+            TRUE => Value::Boolean(true),
+            FALSE => Value::Boolean(false),
+            BOOLEAN => match self.read_u8()? {
+                0 => Value::Boolean(false),
+                1 => Value::Boolean(true),
+                _ => return err(DecodeErrorKind::InvalidValue("boolean")),
+            },
+            UBYTE => Value::Ubyte(self.read_u8()?),
+            USHORT => Value::Ushort(self.read_u16()?),
+            UINT0 | SMALLUINT | UINT => Value::Uint(self.read_uint_body(code)?),
+            ULONG0 | SMALLULONG | ULONG => Value::Ulong(self.read_ulong_body(code)?),
+            BYTE => Value::Byte(self.read_u8()? as i8),
+            SHORT => Value::Short(self.read_u16()? as i16),
+            SMALLINT => Value::Int(self.read_u8()? as i8 as i32),
+            INT => Value::Int(self.read_u32()? as i32),
+            SMALLLONG => Value::Long(self.read_u8()? as i8 as i64),
+            LONG => Value::Long(self.read_u64()? as i64),
+            FLOAT => Value::Float(f32::from_bits(self.read_u32()?)),
+            DOUBLE => Value::Double(f64::from_bits(self.read_u64()?)),
+            DECIMAL32 => Value::Decimal32(self.read_array()?),
+            DECIMAL64 => Value::Decimal64(self.read_array()?),
+            DECIMAL128 => Value::Decimal128(self.read_array()?),
+            CHAR => match char::from_u32(self.read_u32()?) {
+                Some(c) => Value::Char(c),
+                None => return err(DecodeErrorKind::InvalidValue("char")),
+            },
+            TIMESTAMP => Value::Timestamp(Timestamp(self.read_u64()? as i64)),
+            UUID => Value::Uuid(Uuid(self.read_array()?)),
+            VBIN8 | VBIN32 => {
+                let n = self.read_var_len(code, VBIN8)?;
+                Value::Binary(self.read_bytes(n)?)
+            }
+            STR8 | STR32 => Value::String(self.read_string_body(code)?),
+            SYM8 | SYM32 => Value::Symbol(self.read_symbol_body(code)?),
+            LIST0 => Value::List(Vec::new()),
+            LIST8 | LIST32 => {
+                let (mut sub, count) = self.read_compound(code, LIST8)?;
+                if count > sub.remaining() {
+                    return err(DecodeErrorKind::InvalidLength);
+                }
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    items.push(sub.read_value()?);
+                }
+                sub.finish()?;
+                Value::List(items)
+            }
+            MAP8 | MAP32 => {
+                let (mut sub, count) = self.read_compound(code, MAP8)?;
+                if count % 2 != 0 || count > sub.remaining() {
+                    return err(DecodeErrorKind::InvalidLength);
+                }
+                let mut entries = Vec::with_capacity(count / 2);
+                for _ in 0..count / 2 {
+                    let k = sub.read_value()?;
+                    let v = sub.read_value()?;
+                    entries.push((k, v));
+                }
+                sub.finish()?;
+                Value::Map(Map(entries))
+            }
+            ARRAY8 | ARRAY32 => {
+                let (mut sub, count) = self.read_compound(code, ARRAY8)?;
+                let array = sub.read_array_body(count)?;
+                sub.finish()?;
+                Value::Array(array)
+            }
+            c => return err(DecodeErrorKind::InvalidConstructor(c)),
+        })
+    }
+
+    fn read_array_body(&mut self, count: usize) -> Result<Array> {
+        let descriptor = self.read_descriptor()?;
+        let code = self.read_u8()?;
+        if code == DESCRIBED {
+            return err(DecodeErrorKind::InvalidConstructor(code));
+        }
+        // Every element takes at least one byte, except those of zero-width
+        // constructors: bound their count by the array's size as well, so
+        // that a small input can't ask for a huge allocation.
+        if count > self.remaining().max(1) * 8 {
+            return err(DecodeErrorKind::InvalidLength);
+        }
+        let mut items = Vec::with_capacity(count.min(self.remaining()));
+        for _ in 0..count {
+            items.push(self.read_body(code)?);
+        }
+        Ok(Array {
+            descriptor,
+            code: normalize_code(code),
+            items,
+        })
+    }
+}
+
+/// The widest format code of the type that `code` encodes.
+pub(crate) fn normalize_code(code: u8) -> u8 {
+    match code {
+        TRUE | FALSE => BOOLEAN,
+        UINT0 | SMALLUINT => UINT,
+        ULONG0 | SMALLULONG => ULONG,
+        SMALLINT => INT,
+        SMALLLONG => LONG,
+        VBIN8 => VBIN32,
+        STR8 => STR32,
+        SYM8 => SYM32,
+        LIST0 | LIST8 => LIST32,
+        MAP8 => MAP32,
+        ARRAY8 => ARRAY32,
+        c => c,
+    }
+}
+
+/// A list's header: how many items follow, and a decoder over exactly them.
+#[derive(Debug)]
+pub(crate) struct ListHeader {
+    pub(crate) count: usize,
+    pub(crate) items: Decoder,
+}
+
+/// Reads a list constructor and header (list0, list8 or list32).
+pub(crate) fn decode_list_header(d: &mut Decoder) -> Result<ListHeader> {
+    let code = d.read_u8()?;
+    match code {
+        LIST0 => Ok(ListHeader {
+            count: 0,
+            items: Decoder::with_limits(Bytes::new(), d.limits),
+        }),
+        LIST8 | LIST32 => {
+            let (items, count) = d.read_compound(code, LIST8)?;
+            if count > items.remaining() {
+                return err(DecodeErrorKind::InvalidLength);
+            }
+            Ok(ListHeader { count, items })
+        }
+        c => err(DecodeErrorKind::UnexpectedType {
+            expected: "list",
+            found: c,
+        }),
+    }
+}
+
+/// A type that can be decoded from its AMQP encoding.
+pub trait Decode: Sized {
+    /// Decodes one value of this type.
+    fn decode(d: &mut Decoder) -> Result<Self>;
+
+    /// The value a `null` stands for, if this type has one (used for
+    /// omitted trailing fields and `Option`).
+    fn from_null() -> Option<Self> {
+        None
+    }
+}
+
+/// Reads a value that may be `null`: `None` for null.
+impl<T: Decode> Decode for Option<T> {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        if d.peek_u8()? == NULL {
+            d.read_u8()?;
+            Ok(None)
+        } else {
+            T::decode(d).map(Some)
+        }
+    }
+    fn from_null() -> Option<Self> {
+        Some(None)
+    }
+}
+
+fn unexpected<T>(expected: &'static str, found: u8) -> Result<T> {
+    err(DecodeErrorKind::UnexpectedType { expected, found })
+}
+
+impl Decode for Value {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        d.read_value()
+    }
+    fn from_null() -> Option<Self> {
+        Some(Value::Null)
+    }
+}
+
+impl Decode for bool {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            TRUE => Ok(true),
+            FALSE => Ok(false),
+            BOOLEAN => match d.read_u8()? {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => err(DecodeErrorKind::InvalidValue("boolean")),
+            },
+            c => unexpected("boolean", c),
+        }
+    }
+}
+
+impl Decode for u8 {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            UBYTE => d.read_u8(),
+            c => unexpected("ubyte", c),
+        }
+    }
+}
+
+impl Decode for u16 {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            USHORT => d.read_u16(),
+            c => unexpected("ushort", c),
+        }
+    }
+}
+
+impl Decode for u32 {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            c @ (UINT0 | SMALLUINT | UINT) => d.read_uint_body(c),
+            c => unexpected("uint", c),
+        }
+    }
+}
+
+impl Decode for u64 {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            c @ (ULONG0 | SMALLULONG | ULONG) => d.read_ulong_body(c),
+            c => unexpected("ulong", c),
+        }
+    }
+}
+
+impl Decode for i32 {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            SMALLINT => Ok(d.read_u8()? as i8 as i32),
+            INT => Ok(d.read_u32()? as i32),
+            c => unexpected("int", c),
+        }
+    }
+}
+
+impl Decode for i64 {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            SMALLLONG => Ok(d.read_u8()? as i8 as i64),
+            LONG => Ok(d.read_u64()? as i64),
+            c => unexpected("long", c),
+        }
+    }
+}
+
+impl Decode for f64 {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            DOUBLE => Ok(f64::from_bits(d.read_u64()?)),
+            c => unexpected("double", c),
+        }
+    }
+}
+
+impl Decode for Timestamp {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            TIMESTAMP => Ok(Timestamp(d.read_u64()? as i64)),
+            c => unexpected("timestamp", c),
+        }
+    }
+}
+
+impl Decode for Bytes {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            c @ (VBIN8 | VBIN32) => {
+                let n = d.read_var_len(c, VBIN8)?;
+                d.read_bytes(n)
+            }
+            c => unexpected("binary", c),
+        }
+    }
+}
+
+impl Decode for String {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            c @ (STR8 | STR32) => d.read_string_body(c),
+            c => unexpected("string", c),
+        }
+    }
+}
+
+impl Decode for Symbol {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.read_u8()? {
+            c @ (SYM8 | SYM32) => d.read_symbol_body(c),
+            c => unexpected("symbol", c),
+        }
+    }
+}
+
+impl Decode for Map {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.peek_u8()? {
+            MAP8 | MAP32 => match d.read_value()? {
+                Value::Map(m) => Ok(m),
+                _ => unexpected("map", MAP8),
+            },
+            c => unexpected("map", c),
+        }
+    }
+}
+
+impl Decode for Array {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.peek_u8()? {
+            ARRAY8 | ARRAY32 => match d.read_value()? {
+                Value::Array(a) => Ok(a),
+                _ => unexpected("array", ARRAY8),
+            },
+            c => unexpected("array", c),
+        }
+    }
+}
+
+impl Decode for Described {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.peek_u8()? {
+            DESCRIBED => match d.read_value()? {
+                Value::Described(b) => Ok(*b),
+                _ => unexpected("described", DESCRIBED),
+            },
+            c => unexpected("described", c),
+        }
+    }
+}

@@ -1,0 +1,151 @@
+use super::*;
+use crate::DecodeErrorKind;
+use bytes::{Bytes, BytesMut};
+
+fn enc(v: &Value) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    v.encode(&mut b);
+    assert_eq!(b.len(), v.encoded_len(), "encoded_len of {v:?}");
+    b.to_vec()
+}
+
+fn dec(b: &[u8]) -> Result<Value, crate::DecodeError> {
+    let mut d = Decoder::new(Bytes::copy_from_slice(b));
+    let v = d.read_value()?;
+    d.finish()?;
+    Ok(v)
+}
+
+#[test]
+fn smallest_integer_forms() {
+    assert_eq!(enc(&Value::Uint(0)), [0x43]);
+    assert_eq!(enc(&Value::Uint(7)), [0x52, 7]);
+    assert_eq!(enc(&Value::Uint(256)), [0x70, 0, 0, 1, 0]);
+    assert_eq!(enc(&Value::Ulong(0)), [0x44]);
+    assert_eq!(enc(&Value::Ulong(255)), [0x53, 255]);
+    assert_eq!(enc(&Value::Int(-1)), [0x54, 0xff]);
+    assert_eq!(
+        enc(&Value::Long(-129)),
+        [0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]
+    );
+    assert_eq!(enc(&Value::Boolean(true)), [0x41]);
+}
+
+#[test]
+fn compounds_choose_their_width() {
+    assert_eq!(enc(&Value::List(vec![])), [0x45]);
+    assert_eq!(enc(&Value::List(vec![Value::Null])), [0xc0, 2, 1, 0x40]);
+    let big = Value::List(vec![Value::Uint(300); 60]);
+    assert_eq!(enc(&big)[0], 0xd0);
+    assert_eq!(enc(&Value::Map(Map::new())), [0xc1, 1, 0]);
+    let a = Array::symbols(["a", "bc"]);
+    assert_eq!(
+        enc(&Value::Array(a)),
+        [0xe0, 7, 2, 0xa3, 1, b'a', 2, b'b', b'c']
+    );
+}
+
+#[test]
+fn roundtrip_every_type() {
+    let mut m = Map::new();
+    m.insert("k", 1i32);
+    m.insert(Symbol::from_static("s"), Value::Null);
+    let vals = vec![
+        Value::Null,
+        Value::Boolean(false),
+        Value::Ubyte(9),
+        Value::Ushort(65535),
+        Value::Uint(u32::MAX),
+        Value::Ulong(u64::MAX),
+        Value::Byte(-5),
+        Value::Short(-300),
+        Value::Int(i32::MIN),
+        Value::Long(1 << 40),
+        Value::Float(1.5),
+        Value::Double(-2.25),
+        Value::Decimal32([1, 2, 3, 4]),
+        Value::Decimal64([1; 8]),
+        Value::Decimal128([2; 16]),
+        Value::Char('😀'),
+        Value::Timestamp(Timestamp(1_700_000_000_000)),
+        Value::Uuid(Uuid([7; 16])),
+        Value::Binary(Bytes::from(vec![0u8; 300])),
+        Value::String("héllo".into()),
+        Value::Symbol(Symbol::from("x".repeat(300))),
+        Value::List(vec![Value::Int(1), "a".into(), Value::Boolean(true)]),
+        Value::Map(m),
+        Value::Array(Array::new(
+            Array::CODE_INT,
+            vec![Value::Int(1), Value::Int(-2)],
+        )),
+        Value::Array(Array::new(0xb1, vec![Value::String("x".repeat(300))])),
+        Value::Array(Array::new(0xd0, vec![Value::List(vec![Value::Null])])),
+        Value::Described(Box::new(Described::new(0x70u64, Value::List(vec![])))),
+        Value::Described(Box::new(Described::new("com:foo", Value::Uint(1)))),
+    ];
+    for v in vals {
+        assert_eq!(dec(&enc(&v)).unwrap(), v);
+    }
+}
+
+#[test]
+fn truncation_is_an_error_at_every_length() {
+    let v = Value::List(vec![
+        Value::String("hello".into()),
+        Value::Map([("a", 1i32)].into_iter().collect()),
+        Value::Array(Array::symbols(["x", "y"])),
+    ]);
+    let b = enc(&v);
+    for n in 0..b.len() {
+        assert!(dec(&b[..n]).is_err(), "prefix of {n} bytes decoded");
+    }
+}
+
+#[test]
+fn hostile_lengths_are_rejected_without_allocating() {
+    // list32 claiming 4 billion items in a 9-byte input.
+    let e = dec(&[0xd0, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]).unwrap_err();
+    assert_eq!(e.kind(), &DecodeErrorKind::InvalidLength);
+    // array32 of nulls claiming 4 billion elements.
+    let e = dec(&[0xf0, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x40]).unwrap_err();
+    assert_eq!(e.kind(), &DecodeErrorKind::InvalidLength);
+    // binary longer than the input.
+    assert_eq!(
+        dec(&[0xb0, 0, 0, 1, 0]).unwrap_err().kind(),
+        &DecodeErrorKind::Truncated
+    );
+    assert!(matches!(
+        dec(&[0xb0, 0xff, 0, 0, 0]).unwrap_err().kind(),
+        DecodeErrorKind::TooLarge { .. }
+    ));
+    // deep nesting.
+    let mut deep = Vec::new();
+    for _ in 0..100 {
+        deep.extend_from_slice(&[0x00, 0x53, 0x01]);
+    }
+    deep.push(0x40);
+    assert_eq!(
+        dec(&deep).unwrap_err().kind(),
+        &DecodeErrorKind::TooDeep(64)
+    );
+    assert!(matches!(
+        dec(&[0x01]).unwrap_err().kind(),
+        DecodeErrorKind::InvalidConstructor(1)
+    ));
+    assert_eq!(
+        dec(&[0xa3, 1, 0xff]).unwrap_err().kind(),
+        &DecodeErrorKind::InvalidSymbol
+    );
+    assert_eq!(
+        dec(&[0xa1, 1, 0xff]).unwrap_err().kind(),
+        &DecodeErrorKind::InvalidUtf8
+    );
+}
+
+#[test]
+fn binary_borrows_from_input() {
+    let input = Bytes::from(vec![0xa0, 3, 1, 2, 3]);
+    let ptr = input.as_ptr();
+    let v = Decoder::new(input).read_value().unwrap();
+    assert_eq!(v.as_binary().unwrap().as_ptr(), ptr.wrapping_add(2));
+}
