@@ -16,6 +16,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+#[macro_use]
 pub mod types;
+
+pub mod frame;
 
 pub use error::{DecodeError, DecodeErrorKind, Error, ErrorKind, Result};

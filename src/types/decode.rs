@@ -629,3 +629,29 @@ impl Decode for Described {
         }
     }
 }
+
+/// A `multiple` symbol field (spec 1.4 "multiple"): a single symbol or an
+/// array of them, both decoded into a `Vec`.
+impl Decode for Vec<Symbol> {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        match d.peek_u8()? {
+            ARRAY8 | ARRAY32 => {
+                let a = Array::decode(d)?;
+                a.items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::Symbol(s) => Ok(s),
+                        _ => unexpected("symbol", a.code),
+                    })
+                    .collect()
+            }
+            _ => Ok(vec![Symbol::decode(d)?]),
+        }
+    }
+}
+
+impl<T: Decode> Decode for Box<T> {
+    fn decode(d: &mut Decoder) -> Result<Self> {
+        T::decode(d).map(Box::new)
+    }
+}

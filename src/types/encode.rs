@@ -655,3 +655,35 @@ impl Encode for Value {
         matches!(self, Value::Null)
     }
 }
+
+/// A `multiple` symbol field (capabilities, outcomes, locales): encoded as an
+/// array of symbols.
+impl Encode for Vec<Symbol> {
+    fn encoded_len(&self) -> usize {
+        let body: usize = self.iter().map(|s| s.len()).sum::<usize>();
+        let small = self.iter().all(|s| s.len() <= 255);
+        let body = 1 + body + self.len() * if small { 1 } else { 4 };
+        if body < 255 && self.len() <= 255 {
+            3 + body
+        } else {
+            9 + body
+        }
+    }
+    fn encode(&self, buf: &mut impl BufMut) {
+        let small = self.iter().all(|s| s.len() <= 255);
+        let body = 1
+            + self.iter().map(|s| s.len()).sum::<usize>()
+            + self.len() * if small { 1 } else { 4 };
+        if body < 255 && self.len() <= 255 {
+            buf.put_slice(&[ARRAY8, (body + 1) as u8, self.len() as u8]);
+        } else {
+            buf.put_u8(ARRAY32);
+            buf.put_u32((body + 4) as u32);
+            buf.put_u32(self.len() as u32);
+        }
+        buf.put_u8(if small { SYM8 } else { SYM32 });
+        for s in self {
+            put_variable_body(buf, small, s.as_bytes());
+        }
+    }
+}

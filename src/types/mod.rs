@@ -11,6 +11,8 @@
 //! This module depends on `bytes` only.
 
 pub mod codes;
+#[macro_use]
+mod composite;
 mod decode;
 mod encode;
 mod value;
@@ -19,7 +21,7 @@ pub use decode::{Decode, Decoder, Limits};
 pub use encode::Encode;
 pub use value::{Array, Described, Descriptor, Map, Symbol, Timestamp, Uuid, Value};
 
-pub(crate) use decode::{decode_list_header, ListHeader};
+pub(crate) use decode::decode_list_header;
 pub(crate) use encode::{encode_list_header, list_header_len};
 
 #[cfg(test)]
