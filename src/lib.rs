@@ -10,6 +10,7 @@
 //! `client`.
 //!
 //! - [`types`]: the AMQP type system and its encoding; depends on `bytes` only.
+//! - [`message`]: the AMQP message, its sections and their encoding.
 //! - `error`: [`Error`] and [`DecodeError`], each with a `#[non_exhaustive]`
 //!   kind.
 #![forbid(unsafe_code)]
@@ -20,5 +21,7 @@ mod error;
 pub mod types;
 
 pub mod frame;
+pub mod message;
 
 pub use error::{DecodeError, DecodeErrorKind, Error, ErrorKind, Result};
+pub use message::{Body, Message, MessageBuilder, MessageId};
