@@ -22,6 +22,7 @@ pub mod types;
 
 pub mod frame;
 pub mod message;
+pub mod proto;
 
 pub use error::{DecodeError, DecodeErrorKind, Error, ErrorKind, Result};
 pub use message::{Body, Message, MessageBuilder, MessageId};

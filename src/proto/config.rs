@@ -1,0 +1,127 @@
+//! Engine configuration: what a connection announces and what it allows.
+
+use crate::types::{Map, Symbol};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which end of the TCP connection the engine is: the client sends its
+/// protocol header first; the server answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Connects.
+    Client,
+    /// Accepts.
+    Server,
+}
+
+/// A check of PLAIN credentials on the server side: `(user, password) -> ok`.
+pub type PlainAuthenticator = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// SASL settings of the engine.
+#[derive(Clone, Default)]
+pub enum Sasl {
+    /// No SASL layer: the AMQP header is sent directly. On a server, a peer
+    /// that asks for SASL is refused.
+    #[default]
+    Disabled,
+    /// As a client: PLAIN when a user is set, else ANONYMOUS, limited to
+    /// `allowed` mechanisms if given.
+    Client {
+        /// The user name (authcid) for PLAIN.
+        user: Option<String>,
+        /// The password for PLAIN.
+        password: Option<String>,
+        /// Mechanisms allowed; `None` allows ANONYMOUS and PLAIN.
+        allowed: Option<Vec<String>>,
+    },
+    /// As a server: offer ANONYMOUS (if `anonymous`) and PLAIN (if an
+    /// authenticator is set), and also accept peers that skip SASL when
+    /// `optional`.
+    Server {
+        /// Whether ANONYMOUS is offered.
+        anonymous: bool,
+        /// The check of PLAIN credentials; `None` means PLAIN is not offered.
+        plain: Option<PlainAuthenticator>,
+        /// Whether a peer may skip the SASL layer.
+        optional: bool,
+    },
+}
+
+impl fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sasl::Disabled => f.write_str("Disabled"),
+            Sasl::Client { user, allowed, .. } => f
+                .debug_struct("Client")
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .field("allowed", allowed)
+                .finish(),
+            Sasl::Server {
+                anonymous,
+                plain,
+                optional,
+            } => f
+                .debug_struct("Server")
+                .field("anonymous", anonymous)
+                .field("plain", &plain.is_some())
+                .field("optional", optional)
+                .finish(),
+        }
+    }
+}
+
+/// What a connection engine announces and enforces.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The container id sent in open. Default: empty (callers set a UUID).
+    pub container_id: String,
+    /// The hostname (virtual host) sent in open. Default: none.
+    pub hostname: Option<String>,
+    /// The largest frame we accept. Default: 65536.
+    pub max_frame_size: u32,
+    /// The highest channel number we accept. Default: 32767.
+    pub channel_max: u16,
+    /// Our idle timeout: the connection closes with
+    /// `amqp:resource-limit-exceeded` if the peer sends nothing for this
+    /// long. Default: none.
+    pub idle_timeout: Option<Duration>,
+    /// Connection properties sent in open. Default: none.
+    pub properties: Option<Map>,
+    /// Capabilities offered in open. Default: none.
+    pub offered_capabilities: Option<Vec<Symbol>>,
+    /// Capabilities desired in open. Default: none.
+    pub desired_capabilities: Option<Vec<Symbol>>,
+    /// The largest message we accept on a receiver link; larger ones detach
+    /// the link with `amqp:link:message-size-exceeded`. Default: 100 MiB.
+    pub max_message_size: u64,
+    /// Our session incoming window, in transfer frames. Default: 2048.
+    pub incoming_window: u32,
+    /// The most sessions the peer may begin. Default: 64.
+    pub max_sessions: usize,
+    /// The most links the peer may attach per session. Default: 1024.
+    pub max_links_per_session: usize,
+    /// SASL settings. Default: disabled.
+    pub sasl: Sasl,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            container_id: String::new(),
+            hostname: None,
+            max_frame_size: 65536,
+            channel_max: 32767,
+            idle_timeout: None,
+            properties: None,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            max_message_size: 100 * 1024 * 1024,
+            incoming_window: 2048,
+            max_sessions: 64,
+            max_links_per_session: 1024,
+            sasl: Sasl::Disabled,
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Link state (spec 2.6): name, role, handles, termini, flow control
+//! (delivery-count, link-credit, drain), the sender's queue and the
+//! receiver's reassembly of multi-frame deliveries.
+//!
+//! ```text
+//!  local attach sent      peer attach received
+//!  Attaching ──────────▶ Attached ◀────────── Incoming (peer attached first,
+//!      │                    │                  waiting for accept/refuse)
+//!      └────── detach ──────┴──▶ Detaching ──▶ (removed once both sides detached)
+//! ```
+
+use super::event::{LinkId, SendId, SessionId};
+use crate::frame::{Attach, RcvSettleMode, Role, SndSettleMode};
+use crate::message::Message;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+
+/// Where a link is in its attach/detach exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LinkState {
+    /// We sent attach and wait for the peer's.
+    Attaching,
+    /// The peer attached first; we have not answered.
+    Incoming,
+    /// Both sides attached.
+    Attached,
+    /// We sent detach and wait for the peer's.
+    Detaching,
+}
+
+/// A message waiting for credit.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    pub(crate) send: SendId,
+    pub(crate) message: Message,
+    pub(crate) settled: bool,
+}
+
+/// A delivery whose transfers are partly written.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub(crate) send: SendId,
+    pub(crate) payload: Bytes,
+    pub(crate) offset: usize,
+    pub(crate) delivery_id: u32,
+    pub(crate) tag: Bytes,
+    pub(crate) settled: bool,
+}
+
+/// A delivery whose transfers are partly received.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) delivery_id: u32,
+    pub(crate) tag: Bytes,
+    pub(crate) settled: bool,
+    pub(crate) format: u32,
+    /// The first transfer's payload, kept without copying while it is the
+    /// only one.
+    pub(crate) first: Bytes,
+    /// Later payloads, appended after a copy of `first`.
+    pub(crate) rest: Option<BytesMut>,
+    pub(crate) len: u64,
+}
+
+impl Incoming {
+    pub(crate) fn push(&mut self, payload: Bytes) {
+        if payload.is_empty() {
+            return;
+        }
+        self.len += payload.len() as u64;
+        if self.first.is_empty() && self.rest.is_none() {
+            self.first = payload;
+            return;
+        }
+        let rest = self.rest.get_or_insert_with(|| {
+            let mut b = BytesMut::with_capacity(self.first.len() * 4);
+            b.extend_from_slice(&self.first);
+            b
+        });
+        rest.extend_from_slice(&payload);
+    }
+
+    pub(crate) fn finish(self) -> Bytes {
+        match self.rest {
+            Some(b) => b.freeze(),
+            None => self.first,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) id: LinkId,
+    pub(crate) session: SessionId,
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    pub(crate) state: LinkState,
+    pub(crate) handle: u32,
+    pub(crate) remote_handle: Option<u32>,
+    pub(crate) snd_settle_mode: SndSettleMode,
+    pub(crate) rcv_settle_mode: RcvSettleMode,
+    /// Our attach (kept so that the link can be attached again).
+    pub(crate) attach: Attach,
+    pub(crate) delivery_count: u32,
+    pub(crate) credit: u32,
+    pub(crate) drain: bool,
+    pub(crate) remote_max_message_size: Option<u64>,
+    // Sender side.
+    pub(crate) queue: VecDeque<Queued>,
+    pub(crate) current: Option<Outgoing>,
+    pub(crate) next_tag: u64,
+    pub(crate) in_ready: bool,
+    // Receiver side.
+    pub(crate) incoming: Option<Incoming>,
+}
+
+impl Link {
+    pub(crate) fn new(id: LinkId, session: SessionId, handle: u32, attach: Attach) -> Self {
+        Link {
+            id,
+            session,
+            name: attach.name.clone(),
+            role: attach.role,
+            state: LinkState::Attaching,
+            handle,
+            remote_handle: None,
+            snd_settle_mode: attach.snd_settle_mode,
+            rcv_settle_mode: attach.rcv_settle_mode,
+            delivery_count: attach.initial_delivery_count.unwrap_or(0),
+            attach,
+            credit: 0,
+            drain: false,
+            remote_max_message_size: None,
+            queue: VecDeque::new(),
+            current: None,
+            next_tag: 0,
+            in_ready: false,
+            incoming: None,
+        }
+    }
+
+    /// Whether this sender has something to send and credit to send it.
+    pub(crate) fn can_send(&self) -> bool {
+        self.role == Role::Sender
+            && self.state == LinkState::Attached
+            && (self.current.is_some() || (self.credit > 0 && !self.queue.is_empty()))
+    }
+
+    /// A fresh delivery tag: the link's counter, big-endian, without
+    /// leading zero bytes dropped (tags are at most 32 bytes; 8 suffice).
+    pub(crate) fn next_tag(&mut self) -> Bytes {
+        let t = self.next_tag;
+        self.next_tag += 1;
+        Bytes::copy_from_slice(&t.to_be_bytes())
+    }
+}

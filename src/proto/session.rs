@@ -1,0 +1,91 @@
+//! Session state (spec 2.5): channels, transfer-id windows, delivery ids,
+//! the link handles, unsettled deliveries and batched dispositions.
+//!
+//! A session is begun by one side and answered by the other; it ends when
+//! both sides have sent end.
+
+use super::event::{LinkId, SendId};
+use crate::frame::{DeliveryState, Role};
+use std::collections::{BTreeMap, HashMap};
+
+/// A disposition waiting to be written; adjacent ones with the same state
+/// are merged into one range.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PendingDisposition {
+    pub(crate) role: Role,
+    pub(crate) first: u32,
+    pub(crate) last: u32,
+    pub(crate) settled: bool,
+    pub(crate) state: Option<DeliveryState>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) channel: u16,
+    pub(crate) remote_channel: Option<u16>,
+    pub(crate) begin_sent: bool,
+    pub(crate) end_sent: bool,
+    pub(crate) end_received: bool,
+    // Windows (spec 2.5.6).
+    pub(crate) next_outgoing_id: u32,
+    pub(crate) next_incoming_id: u32,
+    pub(crate) incoming_window: u32,
+    pub(crate) max_incoming_window: u32,
+    pub(crate) remote_incoming_window: u32,
+    pub(crate) remote_outgoing_window: u32,
+    pub(crate) remote_handle_max: u32,
+    pub(crate) next_delivery_id: u32,
+    pub(crate) handles: HashMap<u32, LinkId>,
+    pub(crate) remote_handles: HashMap<u32, LinkId>,
+    /// Our unsettled sends, by delivery id.
+    pub(crate) outgoing_unsettled: BTreeMap<u32, (LinkId, SendId)>,
+    /// Unsettled incoming deliveries, by delivery id.
+    pub(crate) incoming_unsettled: BTreeMap<u32, LinkId>,
+    pub(crate) dispositions: Vec<PendingDisposition>,
+}
+
+impl Session {
+    pub(crate) fn new(channel: u16, incoming_window: u32) -> Self {
+        Session {
+            channel,
+            remote_channel: None,
+            begin_sent: false,
+            end_sent: false,
+            end_received: false,
+            next_outgoing_id: 0,
+            next_incoming_id: 0,
+            incoming_window,
+            max_incoming_window: incoming_window,
+            remote_incoming_window: 0,
+            remote_outgoing_window: 0,
+            remote_handle_max: u32::MAX,
+            next_delivery_id: 0,
+            handles: HashMap::new(),
+            remote_handles: HashMap::new(),
+            outgoing_unsettled: BTreeMap::new(),
+            incoming_unsettled: BTreeMap::new(),
+            dispositions: Vec::new(),
+        }
+    }
+
+    /// The lowest free local handle, up to the peer's `handle-max`.
+    pub(crate) fn free_handle(&self) -> Option<u32> {
+        (0..=self.remote_handle_max).find(|h| !self.handles.contains_key(h))
+    }
+
+    /// Queues a disposition, merging it into the previous one when it
+    /// extends that range with the same state.
+    pub(crate) fn queue_disposition(&mut self, d: PendingDisposition) {
+        if let Some(last) = self.dispositions.last_mut() {
+            if last.role == d.role
+                && last.settled == d.settled
+                && last.state == d.state
+                && last.last.wrapping_add(1) == d.first
+            {
+                last.last = d.last;
+                return;
+            }
+        }
+        self.dispositions.push(d);
+    }
+}

@@ -1,0 +1,643 @@
+//! Two engines paired in memory and stepped until quiet, as quinn's
+//! `tests/util.rs` does.
+
+use super::*;
+use crate::frame::*;
+use crate::message::Message;
+use crate::types::Value;
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+struct Pair {
+    client: Connection,
+    server: Connection,
+    now: Instant,
+    client_events: Vec<Event>,
+    server_events: Vec<Event>,
+}
+
+impl Pair {
+    fn new(client: Config, server: Config) -> Self {
+        let mut p = Pair {
+            client: Connection::new(Side::Client, client),
+            server: Connection::new(Side::Server, server),
+            now: Instant::now(),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+        };
+        p.client.open();
+        p.run();
+        assert!(matches!(p.server_events.remove(0), Event::Opened(_)));
+        p.server.open();
+        p.run();
+        assert!(matches!(p.client_events.remove(0), Event::Opened(_)));
+        p
+    }
+
+    fn plain() -> Self {
+        Self::new(
+            Config {
+                container_id: "client".into(),
+                ..Default::default()
+            },
+            Config {
+                container_id: "server".into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Moves bytes both ways until neither side has anything to say.
+    fn run(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            if let Some(out) = self.client.take_output() {
+                self.server.handle_bytes(&out, self.now);
+                moved = true;
+            }
+            if let Some(out) = self.server.take_output() {
+                self.client.handle_bytes(&out, self.now);
+                moved = true;
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+            }
+            while let Some(e) = self.server.poll_event() {
+                self.server_events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("engines never went quiet");
+    }
+
+    /// A client sender linked to a server receiver, with `credit`.
+    fn link(&mut self, credit: u32) -> (LinkId, LinkId) {
+        let cs = self.client.begin().unwrap();
+        self.run();
+        let sender = self
+            .client
+            .attach(
+                cs,
+                Attach {
+                    name: "s".into(),
+                    role: Role::Sender,
+                    target: Some(Target::new("q").into()),
+                    source: Some(Source::default()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        self.run();
+        let receiver = self
+            .server_events
+            .drain(..)
+            .find_map(|e| match e {
+                Event::IncomingLink { link, .. } => Some(link),
+                _ => None,
+            })
+            .expect("incoming link");
+        self.server.accept_link(
+            receiver,
+            Attach {
+                target: Some(Target::new("q").into()),
+                source: Some(Source::default()),
+                ..Default::default()
+            },
+        );
+        if credit > 0 {
+            self.server.flow(receiver, credit, false);
+        }
+        self.run();
+        self.client_events.clear();
+        (sender, receiver)
+    }
+
+    fn deliveries(&mut self) -> Vec<(DeliveryId, Bytes, bool)> {
+        let mut out = Vec::new();
+        self.server_events.retain(|e| match e {
+            Event::Delivery {
+                delivery,
+                payload,
+                settled,
+                ..
+            } => {
+                out.push((*delivery, payload.clone(), *settled));
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+
+    fn outcomes(&mut self) -> Vec<(SendId, Option<DeliveryState>)> {
+        let mut out = Vec::new();
+        self.client_events.retain(|e| match e {
+            Event::Outcome { send, state, .. } => {
+                out.push((*send, state.clone()));
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+}
+
+fn body(payload: &Bytes) -> Value {
+    match Message::decode(payload.clone()).unwrap().body() {
+        crate::message::Body::Value(v) => v.clone(),
+        b => panic!("unexpected body {b:?}"),
+    }
+}
+
+#[test]
+fn send_waits_for_credit_then_flows() {
+    let mut p = Pair::plain();
+    let (sender, receiver) = p.link(0);
+    for i in 0..5 {
+        p.client
+            .send(sender, Message::from(format!("m{i}")), false)
+            .unwrap();
+    }
+    p.run();
+    assert!(p.deliveries().is_empty(), "no credit, nothing sent");
+    assert_eq!(p.client.queued(sender), 5);
+    p.server.flow(receiver, 3, false);
+    p.run();
+    let got = p.deliveries();
+    assert_eq!(got.len(), 3);
+    assert_eq!(body(&got[0].1), Value::String("m0".into()));
+    assert_eq!(p.client.queued(sender), 2);
+    assert_eq!(p.client.credit(sender), 0);
+    // Accept all three: one disposition range.
+    for (d, _, _) in &got {
+        p.server.settle(*d, Some(DeliveryState::Accepted), true);
+    }
+    let out = p.server.take_output().unwrap();
+    assert_eq!(
+        out.len(),
+        8 + 3 + 3 + 1 + 1 + 2 + 1 + 4,
+        "one disposition frame with a range"
+    );
+    p.client.handle_bytes(&out, p.now);
+    p.run();
+    let outcomes = p.outcomes();
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes
+        .iter()
+        .all(|(_, s)| *s == Some(DeliveryState::Accepted)));
+    p.server.flow(receiver, 10, false);
+    p.run();
+    assert_eq!(p.deliveries().len(), 2);
+}
+
+#[test]
+fn multi_frame_messages_reassemble() {
+    let mut p = Pair::new(
+        Config {
+            container_id: "c".into(),
+            max_frame_size: 512,
+            ..Default::default()
+        },
+        Config {
+            container_id: "s".into(),
+            max_frame_size: 512,
+            incoming_window: 8,
+            ..Default::default()
+        },
+    );
+    let (sender, _) = p.link(10);
+    let big = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<_>>());
+    p.client
+        .send(sender, Message::from(big.clone()), false)
+        .unwrap();
+    p.run();
+    let got = p.deliveries();
+    assert_eq!(got.len(), 1);
+    let m = Message::decode(got[0].1.clone()).unwrap();
+    assert_eq!(m.body().as_bytes().unwrap(), &big[..]);
+}
+
+#[test]
+fn presettled_sends_report_sent_and_need_no_disposition() {
+    let mut p = Pair::plain();
+    let (sender, _) = p.link(10);
+    let id = p.client.send(sender, Message::from("x"), true).unwrap();
+    p.run();
+    assert!(p
+        .client_events
+        .iter()
+        .any(|e| matches!(e, Event::Sent { send, .. } if *send == id)));
+    let got = p.deliveries();
+    assert!(got[0].2, "delivery arrives settled");
+}
+
+#[test]
+fn drain_uses_up_credit() {
+    let mut p = Pair::plain();
+    let (sender, receiver) = p.link(0);
+    p.client.send(sender, Message::from("only"), false).unwrap();
+    p.server.flow(receiver, 5, true);
+    p.run();
+    assert_eq!(p.deliveries().len(), 1);
+    assert!(p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::Drained { link } if *link == receiver)));
+    assert_eq!(p.server.credit(receiver), 0);
+    assert_eq!(p.client.credit(sender), 0);
+}
+
+#[test]
+fn out_of_order_dispositions() {
+    let mut p = Pair::plain();
+    let (sender, _) = p.link(10);
+    let ids: Vec<SendId> = (0..4)
+        .map(|i| {
+            p.client
+                .send(sender, Message::from(format!("{i}")), false)
+                .unwrap()
+        })
+        .collect();
+    p.run();
+    let got = p.deliveries();
+    p.server
+        .settle(got[3].0, Some(DeliveryState::Released), true);
+    p.server
+        .settle(got[0].0, Some(DeliveryState::Accepted), true);
+    p.run();
+    let o = p.outcomes();
+    assert_eq!(
+        o,
+        vec![
+            (ids[3], Some(DeliveryState::Released)),
+            (ids[0], Some(DeliveryState::Accepted))
+        ]
+    );
+    p.server
+        .settle(got[2].0, Some(DeliveryState::Accepted), true);
+    p.server
+        .settle(got[1].0, Some(DeliveryState::Accepted), true);
+    p.run();
+    assert_eq!(p.outcomes().len(), 2);
+}
+
+#[test]
+fn transfer_without_credit_detaches_the_link() {
+    let mut p = Pair::plain();
+    let (sender, receiver) = p.link(1);
+    // Forge credit on the sender side by faking a flow from the receiver.
+    p.client.send(sender, Message::from("a"), false).unwrap();
+    p.run();
+    assert_eq!(p.deliveries().len(), 1);
+    // The server thinks the credit is used up; a transfer now violates it.
+    let sid = p.client.link_session(sender).unwrap();
+    let _ = sid;
+    let mut forged = bytes::BytesMut::new();
+    crate::frame::codec::encode_frame(
+        &mut forged,
+        0,
+        &Transfer {
+            handle: 0,
+            delivery_id: Some(1),
+            delivery_tag: Some(Bytes::from_static(b"x")),
+            message_format: Some(0),
+            ..Default::default()
+        },
+        &[0x00, 0x53, 0x77, 0x40],
+    );
+    p.server.handle_bytes(&forged, p.now);
+    p.run();
+    let detached = p.server_events.iter().find_map(|e| match e {
+        Event::LinkDetached {
+            link,
+            error,
+            remote: false,
+            ..
+        } if *link == receiver => error.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        detached.unwrap().condition,
+        condition::TRANSFER_LIMIT_EXCEEDED
+    );
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::LinkDetached { error: Some(err), .. } if err.condition == condition::TRANSFER_LIMIT_EXCEEDED
+    )));
+}
+
+#[test]
+fn aborted_transfer_is_dropped() {
+    let mut p = Pair::plain();
+    let (_, _) = p.link(2);
+    let mut f = bytes::BytesMut::new();
+    let t = Transfer {
+        handle: 0,
+        delivery_id: Some(0),
+        delivery_tag: Some(Bytes::from_static(b"t")),
+        message_format: Some(0),
+        more: true,
+        ..Default::default()
+    };
+    crate::frame::codec::encode_frame(&mut f, 0, &t, b"partial");
+    crate::frame::codec::encode_frame(
+        &mut f,
+        0,
+        &Transfer {
+            handle: 0,
+            aborted: true,
+            ..Default::default()
+        },
+        &[],
+    );
+    p.server.handle_bytes(&f, p.now);
+    p.run();
+    assert!(p.deliveries().is_empty());
+}
+
+#[test]
+fn oversize_message_detaches_with_message_size_exceeded() {
+    let mut p = Pair::new(
+        Config {
+            container_id: "c".into(),
+            ..Default::default()
+        },
+        Config {
+            container_id: "s".into(),
+            max_message_size: 1000,
+            ..Default::default()
+        },
+    );
+    let (sender, _) = p.link(5);
+    // The server announced its limit in attach: the sender refuses locally.
+    let id = p
+        .client
+        .send(sender, Message::from(vec![0u8; 5000]), false)
+        .unwrap();
+    p.run();
+    let o = p.outcomes();
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].0, id);
+    match &o[0].1 {
+        Some(DeliveryState::Rejected(r)) => {
+            assert_eq!(
+                r.error.as_ref().unwrap().condition,
+                condition::MESSAGE_SIZE_EXCEEDED
+            )
+        }
+        s => panic!("unexpected {s:?}"),
+    }
+}
+
+#[test]
+fn detach_with_error_reaches_the_peer() {
+    let mut p = Pair::plain();
+    let (sender, receiver) = p.link(5);
+    p.server.detach(
+        receiver,
+        true,
+        Some(AmqpError::new(condition::NOT_FOUND, "gone")),
+    );
+    p.client.send(sender, Message::from("late"), false).ok();
+    p.run();
+    let e = p
+        .client_events
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkDetached {
+                link,
+                error,
+                remote: true,
+                ..
+            } if *link == sender => error.clone(),
+            _ => None,
+        })
+        .expect("detach event");
+    assert_eq!(e.condition, condition::NOT_FOUND);
+    assert_eq!(e.description.as_deref(), Some("gone"));
+}
+
+#[test]
+fn refused_link_sees_the_error() {
+    let mut p = Pair::plain();
+    let cs = p.client.begin().unwrap();
+    p.run();
+    let link = p
+        .client
+        .attach(
+            cs,
+            Attach {
+                name: "r".into(),
+                role: Role::Receiver,
+                source: Some(Source::new("nope")),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    p.run();
+    let incoming = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::IncomingLink { link, .. } => Some(*link),
+            _ => None,
+        })
+        .unwrap();
+    p.server.refuse_link(
+        incoming,
+        AmqpError::new(condition::NOT_FOUND, "no such node"),
+    );
+    p.run();
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::LinkDetached { link: l, error: Some(err), .. } if *l == link && err.condition == condition::NOT_FOUND
+    )));
+}
+
+#[test]
+fn session_end_and_connection_close_with_errors() {
+    let mut p = Pair::plain();
+    let s = p.client.begin().unwrap();
+    p.run();
+    p.client
+        .end(s, Some(AmqpError::new(condition::INTERNAL_ERROR, "bye")));
+    p.run();
+    assert!(p.server_events.iter().any(|e| matches!(
+        e,
+        Event::SessionEnded { error: Some(err), .. } if err.condition == condition::INTERNAL_ERROR
+    )));
+    p.server.close(Some(AmqpError::new(
+        condition::CONNECTION_FORCED,
+        "shutdown",
+    )));
+    p.run();
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), remote: true } if err.condition == condition::CONNECTION_FORCED
+    )));
+    assert!(p.client.is_closed() && p.server.is_closed());
+}
+
+#[test]
+fn garbage_closes_with_decode_or_framing_error() {
+    let mut p = Pair::plain();
+    p.server.handle_bytes(
+        &[0, 0, 0, 16, 2, 0, 0, 0, 0x00, 0x53, 0x10, 0xff, 1, 2, 3, 4],
+        p.now,
+    );
+    p.run();
+    let err = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::Closed {
+                error,
+                remote: false,
+            } => error.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(err.condition, condition::DECODE_ERROR);
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), remote: true } if err.condition == condition::DECODE_ERROR
+    )));
+
+    let mut p = Pair::plain();
+    p.server.handle_bytes(&[0, 0, 0, 4, 2, 0, 0, 0], p.now);
+    p.run();
+    assert!(p.server_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), remote: false } if err.condition == condition::FRAMING_ERROR
+    )));
+}
+
+#[test]
+fn bad_protocol_header_is_a_framing_error() {
+    let mut server = Connection::new(Side::Server, Config::default());
+    server.handle_bytes(b"GET / HTTP/1.1\r\n", Instant::now());
+    match server.poll_event() {
+        Some(Event::Closed { error: Some(e), .. }) => {
+            assert_eq!(e.condition, condition::FRAMING_ERROR)
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn idle_timeout_heartbeats_and_expiry() {
+    let mut p = Pair::new(
+        Config {
+            container_id: "c".into(),
+            idle_timeout: Some(Duration::from_secs(10)),
+            ..Default::default()
+        },
+        Config {
+            container_id: "s".into(),
+            idle_timeout: Some(Duration::from_secs(4)),
+            ..Default::default()
+        },
+    );
+    // The client must send something every 2 s (half the server's 4 s).
+    let t = p.client.poll_timeout().unwrap();
+    assert!(t <= p.now + Duration::from_secs(2));
+    p.client.handle_timeout(p.now + Duration::from_secs(2));
+    assert_eq!(
+        &p.client.take_output().unwrap()[..],
+        &[0, 0, 0, 8, 2, 0, 0, 0]
+    );
+    // The server hears nothing for 4 s: it closes.
+    p.server.handle_timeout(p.now + Duration::from_secs(5));
+    p.run();
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), remote: true } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
+    )));
+}
+
+#[test]
+fn sasl_plain_and_anonymous() {
+    use std::sync::Arc;
+    let server = || Config {
+        container_id: "s".into(),
+        sasl: Sasl::Server {
+            anonymous: false,
+            plain: Some(Arc::new(|u: &str, p: &str| u == "alice" && p == "secret")),
+            optional: false,
+        },
+        ..Default::default()
+    };
+    let client = |pw: &str| Config {
+        container_id: "c".into(),
+        sasl: Sasl::Client {
+            user: Some("alice".into()),
+            password: Some(pw.into()),
+            allowed: None,
+        },
+        ..Default::default()
+    };
+    let p = Pair::new(client("secret"), server());
+    assert!(p.client.is_remote_open());
+
+    let mut c = Connection::new(Side::Client, client("wrong"));
+    let mut s = Connection::new(Side::Server, server());
+    c.open();
+    for _ in 0..10 {
+        if let Some(o) = c.take_output() {
+            s.handle_bytes(&o, Instant::now());
+        }
+        if let Some(o) = s.take_output() {
+            c.handle_bytes(&o, Instant::now());
+        }
+    }
+    match c.poll_event() {
+        Some(Event::Closed { error: Some(e), .. }) => {
+            assert_eq!(e.condition, condition::UNAUTHORIZED_ACCESS)
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn incoming_links_are_bounded() {
+    let mut p = Pair::new(
+        Config {
+            container_id: "c".into(),
+            ..Default::default()
+        },
+        Config {
+            container_id: "s".into(),
+            max_links_per_session: 8,
+            ..Default::default()
+        },
+    );
+    p.client.begin().unwrap();
+    p.run();
+    // A peer that ignores handle-max: attaches forged straight onto the wire.
+    let mut f = bytes::BytesMut::new();
+    for i in 0..9u32 {
+        let a = Attach {
+            name: format!("l{i}"),
+            handle: i,
+            role: Role::Sender,
+            initial_delivery_count: Some(0),
+            ..Default::default()
+        };
+        crate::frame::codec::encode_frame(&mut f, 0, &a, &[]);
+    }
+    p.server.handle_bytes(&f, p.now);
+    p.run();
+    assert_eq!(
+        p.server_events
+            .iter()
+            .filter(|e| matches!(e, Event::IncomingLink { .. }))
+            .count(),
+        8
+    );
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::SessionEnded { error: Some(err), .. } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
+    )));
+}
