@@ -150,9 +150,42 @@ pub struct Error {
     condition: Option<String>,
     description: Option<String>,
     source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    message: Option<Box<crate::message::Message>>,
 }
 
 impl Error {
+    /// An error from an AMQP `error` the peer (or our engine) sent.
+    pub(crate) fn from_amqp(kind: ErrorKind, e: crate::frame::AmqpError) -> Self {
+        Error::with_condition(kind, e.condition.as_str(), e.description)
+    }
+
+    /// An error our engine raised locally (a refused command).
+    pub(crate) fn from_amqp_local(e: crate::frame::AmqpError) -> Self {
+        let kind = if e.condition == crate::frame::condition::RESOURCE_LIMIT_EXCEEDED {
+            ErrorKind::LimitExceeded
+        } else {
+            ErrorKind::Closed
+        };
+        Error::from_amqp(kind, e)
+    }
+
+    /// Attaches the message a failed send gives back.
+    pub(crate) fn with_message(mut self, message: crate::message::Message) -> Self {
+        self.message = Some(Box::new(message));
+        self
+    }
+
+    /// The message of a failed send, given back so that it can be sent
+    /// again (for example after reconnecting).
+    pub fn message(&self) -> Option<&crate::message::Message> {
+        self.message.as_deref()
+    }
+
+    /// Takes the message of a failed send.
+    pub fn into_message(self) -> Option<crate::message::Message> {
+        self.message.map(|m| *m)
+    }
+
     /// An error of `kind` with a description.
     pub fn new(kind: ErrorKind, description: impl Into<String>) -> Self {
         Error {
@@ -160,6 +193,7 @@ impl Error {
             condition: None,
             description: Some(description.into()),
             source: None,
+            message: None,
         }
     }
 
@@ -174,6 +208,7 @@ impl Error {
             condition: Some(condition.into()),
             description,
             source: None,
+            message: None,
         }
     }
 
@@ -293,6 +328,7 @@ impl From<std::io::Error> for Error {
             condition: None,
             description: Some(e.to_string()),
             source: Some(std::sync::Arc::new(e)),
+            message: None,
         }
     }
 }

@@ -20,9 +20,12 @@ mod error;
 #[macro_use]
 pub mod types;
 
+mod client;
 pub mod frame;
 pub mod message;
 pub mod proto;
+pub mod transport;
 
+pub use client::*;
 pub use error::{DecodeError, DecodeErrorKind, Error, ErrorKind, Result};
 pub use message::{Body, Message, MessageBuilder, MessageId};

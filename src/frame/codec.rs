@@ -48,6 +48,9 @@ impl ProtocolId {
 }
 
 /// A decoded frame.
+// Frames live for one dispatch; boxing the large performatives would cost an
+// allocation per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
     /// An AMQP frame: a performative and, for transfers, message bytes.

@@ -37,6 +37,9 @@ pub use terminus::{AttachTarget, Coordinator, Source, Target};
 pub use transaction::{txn_condition, Declare, Declared, Discharge, TransactionalState};
 
 /// One of the nine AMQP performatives.
+// Not boxed: a performative lives for one dispatch, and boxing attach/open
+// would cost an allocation per frame for the rest.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Performative {
     /// open (0x10).

@@ -113,3 +113,36 @@ impl From<Map> for Body {
         Body::Value(Value::Map(m))
     }
 }
+
+/// Prints the body as Proton's Python examples print `message.body`: a
+/// string bare, a map as `{'sequence': 1}`, one data section as `b'..'`,
+/// several as a list, sequences as lists, no body as `None`.
+impl std::fmt::Display for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Empty => f.write_str("None"),
+            Body::Value(v) => v.fmt(f),
+            Body::Data(sections) if sections.len() == 1 => {
+                crate::types::bytes_repr(&sections[0], f)
+            }
+            Body::Data(sections) => {
+                f.write_str("[")?;
+                for (i, s) in sections.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    crate::types::bytes_repr(s, f)?;
+                }
+                f.write_str("]")
+            }
+            Body::Sequence(seqs) => {
+                let lists: Vec<Value> = seqs.iter().map(|s| Value::List(s.clone())).collect();
+                if lists.len() == 1 {
+                    lists[0].fmt(f)
+                } else {
+                    Value::List(lists).fmt(f)
+                }
+            }
+        }
+    }
+}

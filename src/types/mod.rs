@@ -14,6 +14,7 @@ pub mod codes;
 #[macro_use]
 mod composite;
 mod decode;
+mod display;
 mod encode;
 mod value;
 
@@ -22,6 +23,7 @@ pub use encode::Encode;
 pub use value::{Array, Described, Descriptor, Map, Symbol, Timestamp, Uuid, Value};
 
 pub(crate) use decode::decode_list_header;
+pub(crate) use display::bytes_repr;
 pub(crate) use encode::{encode_list_header, list_header_len};
 
 #[cfg(test)]

@@ -1,0 +1,304 @@
+//! Connection options: a by-value builder whose every setter is
+//! `#[must_use]`, with the defaults documented on each.
+
+use crate::error::{Error, ErrorKind};
+use crate::transport::Address;
+use crate::types::{Map, Symbol, Value};
+use std::fmt;
+use std::time::Duration;
+
+/// How to connect: where, as whom, and with which limits.
+///
+/// Made from a URL (`"amqp://user:pw@host:5672"`, see [`Address`]) or built
+/// with [`ConnectOptions::new`] and the setters. `Debug` hides the password.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    pub(crate) address: Option<Address>,
+    pub(crate) container_id: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) hostname: Option<String>,
+    pub(crate) sasl_enabled: bool,
+    pub(crate) allowed_mechs: Option<Vec<String>>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_frame_size: u32,
+    pub(crate) channel_max: u16,
+    pub(crate) max_message_size: u64,
+    pub(crate) properties: Option<Map>,
+    pub(crate) offered_capabilities: Option<Vec<Symbol>>,
+    pub(crate) desired_capabilities: Option<Vec<Symbol>>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) open_timeout: Duration,
+    pub(crate) attach_timeout: Duration,
+    pub(crate) close_timeout: Duration,
+    pub(crate) credit_window: u32,
+    pub(crate) max_in_flight: usize,
+    pub(crate) error: Option<Error>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            address: None,
+            container_id: None,
+            user: None,
+            password: None,
+            hostname: None,
+            sasl_enabled: true,
+            allowed_mechs: None,
+            idle_timeout: None,
+            max_frame_size: 65536,
+            channel_max: 32767,
+            max_message_size: 100 * 1024 * 1024,
+            properties: None,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            connect_timeout: Duration::from_secs(10),
+            open_timeout: Duration::from_secs(15),
+            attach_timeout: Duration::from_secs(15),
+            close_timeout: Duration::from_secs(5),
+            credit_window: 10,
+            max_in_flight: 1024,
+            error: None,
+        }
+    }
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("address", &self.address)
+            .field("container_id", &self.container_id)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("hostname", &self.hostname)
+            .field("sasl_enabled", &self.sasl_enabled)
+            .field("allowed_mechs", &self.allowed_mechs)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("channel_max", &self.channel_max)
+            .field("max_message_size", &self.max_message_size)
+            .field("credit_window", &self.credit_window)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectOptions {
+    /// Options with every default and no URL yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The URL to connect to (`[amqp[s]://][user[:password]@]host[:port]`).
+    /// User and password in the URL fill in [`user`](Self::user) and
+    /// [`password`](Self::password) unless those are set. An invalid URL
+    /// makes `connect` fail with an error naming the problem.
+    #[must_use]
+    pub fn url(mut self, url: impl AsRef<str>) -> Self {
+        match url.as_ref().parse::<Address>() {
+            Ok(a) => self.address = Some(a),
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// The container id sent in open. Default: the [`Container`]'s id, a
+    /// random UUID made once per container.
+    ///
+    /// [`Container`]: crate::Container
+    #[must_use]
+    pub fn container_id(mut self, id: impl Into<String>) -> Self {
+        self.container_id = Some(id.into());
+        self
+    }
+
+    /// The SASL user (authcid). Default: from the URL, else none (ANONYMOUS).
+    #[must_use]
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The SASL password. Default: from the URL, else none.
+    #[must_use]
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The hostname sent in open and SASL init (the virtual host).
+    /// Default: the URL's host.
+    #[must_use]
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// Whether to run the SASL layer before AMQP. Default: true (as Proton).
+    #[must_use]
+    pub fn sasl_enabled(mut self, enabled: bool) -> Self {
+        self.sasl_enabled = enabled;
+        self
+    }
+
+    /// The SASL mechanisms allowed, space-separated (for example
+    /// `"PLAIN ANONYMOUS"`). Default: any this crate supports.
+    #[must_use]
+    pub fn allowed_mechs(mut self, mechs: impl AsRef<str>) -> Self {
+        self.allowed_mechs = Some(
+            mechs
+                .as_ref()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        );
+        self
+    }
+
+    /// Our idle timeout: the connection closes with
+    /// `amqp:resource-limit-exceeded` if the peer is silent this long; the
+    /// peer is asked to send heartbeats at half of it. Default: none.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// The largest frame we accept. Default: 65536 bytes.
+    #[must_use]
+    pub fn max_frame_size(mut self, size: u32) -> Self {
+        self.max_frame_size = size.max(512);
+        self
+    }
+
+    /// The highest channel (session) number we accept. Default: 32767.
+    #[must_use]
+    pub fn channel_max(mut self, max: u16) -> Self {
+        self.channel_max = max;
+        self
+    }
+
+    /// The largest message our receivers accept; bigger ones detach the
+    /// link with `amqp:link:message-size-exceeded`. Default: 100 MiB.
+    #[must_use]
+    pub fn max_message_size(mut self, size: u64) -> Self {
+        self.max_message_size = size;
+        self
+    }
+
+    /// A connection property sent in open. Default: none.
+    #[must_use]
+    pub fn property(mut self, key: impl Into<Symbol>, value: impl Into<Value>) -> Self {
+        self.properties
+            .get_or_insert_with(Map::new)
+            .insert(Value::Symbol(key.into()), value.into());
+        self
+    }
+
+    /// Capabilities offered in open. Default: none.
+    #[must_use]
+    pub fn offered_capabilities<I: IntoIterator<Item = S>, S: Into<Symbol>>(
+        mut self,
+        caps: I,
+    ) -> Self {
+        self.offered_capabilities = Some(caps.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Capabilities desired in open. Default: none.
+    #[must_use]
+    pub fn desired_capabilities<I: IntoIterator<Item = S>, S: Into<Symbol>>(
+        mut self,
+        caps: I,
+    ) -> Self {
+        self.desired_capabilities = Some(caps.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long the TCP connect may take. Default: 10 s.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the peer's open (after TCP and SASL).
+    /// Default: 15 s.
+    #[must_use]
+    pub fn open_timeout(mut self, timeout: Duration) -> Self {
+        self.open_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for the peer's attach when opening a link, and its
+    /// begin when opening a session. Default: 15 s.
+    #[must_use]
+    pub fn attach_timeout(mut self, timeout: Duration) -> Self {
+        self.attach_timeout = timeout;
+        self
+    }
+
+    /// How long `close` waits for the peer's close. Default: 5 s.
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// The default credit window of receivers (Proton's prefetch): credit
+    /// is topped up as deliveries are consumed. Default: 10.
+    #[must_use]
+    pub fn credit_window(mut self, window: u32) -> Self {
+        self.credit_window = window;
+        self
+    }
+
+    /// The default bound of unsettled sends per sender; `send` waits for an
+    /// outcome when it is reached. Default: 1024.
+    #[must_use]
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.max(1);
+        self
+    }
+
+    /// The address to connect to, or the reason there is none.
+    pub(crate) fn address(&self) -> Result<&Address, Error> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        self.address
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "no URL to connect to"))
+    }
+}
+
+impl From<&str> for ConnectOptions {
+    fn from(url: &str) -> Self {
+        ConnectOptions::new().url(url)
+    }
+}
+
+impl From<String> for ConnectOptions {
+    fn from(url: String) -> Self {
+        ConnectOptions::new().url(url)
+    }
+}
+
+impl From<&String> for ConnectOptions {
+    fn from(url: &String) -> Self {
+        ConnectOptions::new().url(url)
+    }
+}
+
+impl From<url::Url> for ConnectOptions {
+    fn from(url: url::Url) -> Self {
+        ConnectOptions::new().url(url.as_str())
+    }
+}
+
+impl From<&url::Url> for ConnectOptions {
+    fn from(url: &url::Url) -> Self {
+        ConnectOptions::new().url(url.as_str())
+    }
+}

@@ -1,0 +1,346 @@
+//! Receivers: a `Stream` of [`Delivery`]s with a credit window, and the
+//! deliveries' settlement.
+
+use super::connection::Connection;
+use super::driver::{Command, RecvItem};
+use crate::error::{Error, ErrorKind};
+use crate::frame::{AmqpError, Attach, DeliveryState, Modified, Rejected};
+use crate::message::Message;
+use crate::proto::{DeliveryId, LinkId};
+use crate::types::{Map, Symbol};
+use bytes::Bytes;
+use futures::Stream;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+/// A link that receives messages, as a `Stream` of deliveries.
+///
+/// With a credit window (the default, 10) credit is granted at attach and
+/// topped up as deliveries are taken from the stream, so at most a window
+/// of messages is buffered. With a window of 0, credit is manual
+/// ([`add_credit`](Self::add_credit), [`drain`](Self::drain)).
+///
+/// The stream yields `Err` once if the link is detached with an error (the
+/// peer's condition and description), then ends.
+#[derive(Debug)]
+pub struct Receiver {
+    conn: Connection,
+    link: LinkId,
+    remote: Box<Attach>,
+    rx: mpsc::UnboundedReceiver<RecvItem>,
+    window: u32,
+    consumed: u32,
+    auto_accept: bool,
+    buffered: VecDeque<RecvItem>,
+    done: bool,
+    closing: bool,
+}
+
+impl Receiver {
+    pub(crate) fn new(
+        conn: Connection,
+        link: LinkId,
+        remote: Box<Attach>,
+        rx: mpsc::UnboundedReceiver<RecvItem>,
+        window: u32,
+        auto_accept: bool,
+    ) -> Self {
+        Receiver {
+            conn,
+            link,
+            remote,
+            rx,
+            window,
+            consumed: 0,
+            auto_accept,
+            buffered: VecDeque::new(),
+            done: false,
+            closing: false,
+        }
+    }
+
+    /// The source address: as asked for, or as the peer assigned it to a
+    /// dynamic node.
+    pub fn address(&self) -> Option<&str> {
+        self.remote
+            .source
+            .as_ref()
+            .and_then(|s| s.address.as_deref())
+    }
+
+    /// The link name.
+    pub fn name(&self) -> &str {
+        &self.remote.name
+    }
+
+    /// The peer's attach (its source, limits and properties).
+    pub fn remote_attach(&self) -> &Attach {
+        &self.remote
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Grants `credit` more messages to the sender.
+    pub fn add_credit(&self, credit: u32) -> Result<(), Error> {
+        self.conn.send_command(Command::Flow {
+            link: self.link,
+            add: credit,
+            drain: false,
+        })
+    }
+
+    /// Asks the sender to use up the credit or give it back, and waits until
+    /// it has. Deliveries that arrive meanwhile stay queued for the stream.
+    pub async fn drain(&mut self) -> Result<(), Error> {
+        self.conn.send_command(Command::Flow {
+            link: self.link,
+            add: 0,
+            drain: true,
+        })?;
+        loop {
+            match self.rx.recv().await {
+                Some(RecvItem::Drained) => return Ok(()),
+                Some(RecvItem::Detached(e)) => {
+                    self.buffered.push_back(RecvItem::Detached(e.clone()));
+                    return Err(e);
+                }
+                Some(item) => self.buffered.push_back(item),
+                None => return Err(self.conn.closed_error()),
+            }
+        }
+    }
+
+    /// Closes the link; the stream then ends.
+    pub async fn close(&mut self) -> Result<(), Error> {
+        self.closing = true;
+        self.conn.detach_and_wait(self.link, true, None).await
+    }
+
+    /// Detaches the link without closing its terminus (a durable
+    /// subscription stays).
+    pub async fn detach(&mut self) -> Result<(), Error> {
+        self.closing = true;
+        self.conn.detach_and_wait(self.link, false, None).await
+    }
+
+    fn settle_handle(&self, id: DeliveryId) -> SettleHandle {
+        SettleHandle {
+            tx: self.conn.inner.tx.clone(),
+            id,
+            auto_accept: self.auto_accept,
+            settled: AtomicBool::new(false),
+        }
+    }
+
+    fn on_item(&mut self, item: RecvItem) -> Option<Result<Delivery, Error>> {
+        match item {
+            RecvItem::Delivery {
+                id,
+                tag,
+                settled,
+                payload,
+            } => {
+                if self.window > 0 {
+                    self.consumed += 1;
+                    if self.consumed >= (self.window / 2).max(1) {
+                        let _ = self.add_credit(self.consumed);
+                        self.consumed = 0;
+                    }
+                }
+                match Message::decode(payload) {
+                    Ok(message) => Some(Ok(Delivery {
+                        message,
+                        tag,
+                        remote_settled: settled,
+                        handle: (!settled).then(|| self.settle_handle(id)),
+                    })),
+                    Err(e) => {
+                        let err = Error::from(e);
+                        if !settled {
+                            let state = DeliveryState::Rejected(Rejected {
+                                error: Some(AmqpError::new(
+                                    crate::frame::condition::DECODE_ERROR,
+                                    err.description().unwrap_or("malformed message").to_string(),
+                                )),
+                            });
+                            let _ = self.conn.send_command(Command::Settle {
+                                delivery: id,
+                                state: Some(state),
+                            });
+                        }
+                        Some(Err(err))
+                    }
+                }
+            }
+            RecvItem::Drained => None,
+            RecvItem::Detached(e) => {
+                self.done = true;
+                let graceful = self.closing
+                    || (e.kind() == &ErrorKind::LinkDetached && e.condition().is_none());
+                (!graceful).then_some(Err(e))
+            }
+        }
+    }
+}
+
+impl Stream for Receiver {
+    type Item = Result<Delivery, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(item) = self.buffered.pop_front() {
+                if let Some(r) = self.on_item(item) {
+                    return Poll::Ready(Some(r));
+                }
+                continue;
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(item)) => {
+                    if let Some(r) = self.on_item(item) {
+                        return Poll::Ready(Some(r));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SettleHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    id: DeliveryId,
+    auto_accept: bool,
+    settled: AtomicBool,
+}
+
+impl SettleHandle {
+    fn settle(&self, state: DeliveryState) -> Result<(), Error> {
+        if self.settled.swap(true, Ordering::AcqRel) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the delivery is already settled",
+            ));
+        }
+        self.tx
+            .send(Command::Settle {
+                delivery: self.id,
+                state: Some(state),
+            })
+            .map_err(|_| Error::new(ErrorKind::Closed, "the connection is closed"))
+    }
+}
+
+impl Drop for SettleHandle {
+    fn drop(&mut self) {
+        if !self.settled.load(Ordering::Acquire) {
+            let state = if self.auto_accept {
+                DeliveryState::Accepted
+            } else {
+                DeliveryState::Released
+            };
+            let _ = self.settle(state);
+        }
+    }
+}
+
+/// A received message and the means to settle it.
+///
+/// It owns its message and settles through `&self`, so it can be moved to
+/// another task. **Dropping an unsettled delivery settles it**: accepted
+/// if the receiver auto-accepts (the default, like Proton's auto_accept),
+/// else released, so the message is redelivered rather than lost.
+#[derive(Debug)]
+pub struct Delivery {
+    message: Message,
+    tag: Bytes,
+    remote_settled: bool,
+    handle: Option<SettleHandle>,
+}
+
+impl Delivery {
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Takes the message; the delivery is settled as if dropped.
+    pub fn into_message(self) -> Message {
+        let Delivery { message, .. } = self;
+        message
+    }
+
+    /// The delivery tag the sender chose.
+    pub fn tag(&self) -> &Bytes {
+        &self.tag
+    }
+
+    /// Whether the delivery is settled: sent presettled, or settled by us.
+    pub fn is_settled(&self) -> bool {
+        self.remote_settled
+            || self
+                .handle
+                .as_ref()
+                .is_some_and(|h| h.settled.load(Ordering::Acquire))
+    }
+
+    fn settle(&self, state: DeliveryState) -> Result<(), Error> {
+        match &self.handle {
+            Some(h) => h.settle(state),
+            None => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the delivery was sent presettled",
+            )),
+        }
+    }
+
+    /// Accepts the message: it was processed.
+    pub async fn accept(&self) -> Result<(), Error> {
+        self.settle(DeliveryState::Accepted)
+    }
+
+    /// Rejects the message as invalid, with a condition and description;
+    /// the peer will not redeliver it.
+    pub async fn reject(
+        &self,
+        condition: impl Into<Symbol>,
+        description: impl Into<String>,
+    ) -> Result<(), Error> {
+        self.settle(DeliveryState::Rejected(Rejected {
+            error: Some(AmqpError::new(condition, description)),
+        }))
+    }
+
+    /// Releases the message unprocessed; the peer may redeliver it (to us or
+    /// another receiver).
+    pub async fn release(&self) -> Result<(), Error> {
+        self.settle(DeliveryState::Released)
+    }
+
+    /// Gives the message back unprocessed with changes: count a failed
+    /// attempt (`delivery_failed`), don't redeliver it here
+    /// (`undeliverable_here`), and merge `annotations` into its message
+    /// annotations.
+    pub async fn modify(
+        &self,
+        delivery_failed: bool,
+        undeliverable_here: bool,
+        annotations: Option<Map>,
+    ) -> Result<(), Error> {
+        self.settle(DeliveryState::Modified(Modified {
+            delivery_failed: Some(delivery_failed),
+            undeliverable_here: Some(undeliverable_here),
+            message_annotations: annotations,
+        }))
+    }
+}

@@ -1,0 +1,280 @@
+//! Senders: `send(msg)` resolves to the outcome; `Sink<Message>` and
+//! `tower::Service<Message>` for composition. Sends pipeline up to the link
+//! credit; at most `max_in_flight` are unsettled at once.
+
+use super::connection::Connection;
+use super::driver::Command;
+use super::link_options::{DeliveryMode, SenderOptions};
+use super::outcome::Outcome;
+use crate::error::{Error, ErrorKind};
+use crate::frame::{AmqpError, Attach};
+use crate::message::Message;
+use crate::proto::LinkId;
+use crate::types::Symbol;
+use futures::stream::FuturesUnordered;
+use futures::{Sink, Stream};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
+
+type OutcomeRx = oneshot::Receiver<Result<Outcome, Error>>;
+
+/// A link that sends messages.
+///
+/// Clones share the link and its in-flight bound. Dropping the last clone
+/// does not detach the link; [`Sender::close`] does, and the connection's
+/// close detaches it too.
+#[derive(Debug)]
+pub struct Sender {
+    conn: Connection,
+    link: LinkId,
+    remote: Arc<Attach>,
+    address: Option<String>,
+    settled: bool,
+    semaphore: PollSemaphore,
+    ready_permit: Option<OwnedSemaphorePermit>,
+    sink_pending: FuturesUnordered<OutcomeRx>,
+    sink_error: Option<Error>,
+}
+
+impl Clone for Sender {
+    fn clone(&self) -> Self {
+        Sender {
+            conn: self.conn.clone(),
+            link: self.link,
+            remote: self.remote.clone(),
+            address: self.address.clone(),
+            settled: self.settled,
+            semaphore: self.semaphore.clone(),
+            ready_permit: None,
+            sink_pending: FuturesUnordered::new(),
+            sink_error: None,
+        }
+    }
+}
+
+impl Sender {
+    pub(crate) fn new(
+        conn: Connection,
+        link: LinkId,
+        remote: Box<Attach>,
+        options: SenderOptions,
+        max_in_flight: usize,
+    ) -> Self {
+        Sender {
+            conn,
+            link,
+            remote: Arc::from(remote),
+            address: options.target.address.clone(),
+            settled: options.mode == DeliveryMode::AtMostOnce,
+            semaphore: PollSemaphore::new(Arc::new(Semaphore::new(max_in_flight))),
+            ready_permit: None,
+            sink_pending: FuturesUnordered::new(),
+            sink_error: None,
+        }
+    }
+
+    /// The target address, or `None` for an anonymous-relay sender.
+    pub fn address(&self) -> Option<&str> {
+        self.address.as_deref()
+    }
+
+    /// The link name.
+    pub fn name(&self) -> &str {
+        &self.remote.name
+    }
+
+    /// The peer's attach (its target, limits and properties).
+    pub fn remote_attach(&self) -> &Attach {
+        &self.remote
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn enqueue(&self, message: Message, permit: OwnedSemaphorePermit) -> Result<OutcomeRx, Error> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Send {
+            link: self.link,
+            message,
+            settled: self.settled,
+            reply: Some(reply),
+            permit: Some(permit),
+        };
+        self.conn.inner.tx.send(cmd).map_err(|e| {
+            let message = match e.0 {
+                Command::Send { message, .. } => Some(message),
+                _ => None,
+            };
+            let err = self.conn.closed_error();
+            match message {
+                Some(m) => err.with_message(m),
+                None => err,
+            }
+        })?;
+        Ok(rx)
+    }
+
+    /// Sends a message; resolves to its outcome.
+    ///
+    /// The message is queued at once if fewer than `max_in_flight` sends are
+    /// unsettled (else when one settles), so many `send` futures polled
+    /// together pipeline up to the link credit. A message that can't be sent
+    /// (link detached, connection closed) comes back inside the error
+    /// ([`Error::into_message`]). Cancel safety: dropping the future does
+    /// not withdraw a queued message.
+    pub fn send(
+        &self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<Outcome, Error>> + Send + 'static {
+        let message = message.into();
+        let sem = self.semaphore.clone_inner();
+        // Queue now if a slot is free (keeps call order); else wait for one.
+        let early = match sem.clone().try_acquire_owned() {
+            Ok(permit) => Ok(self.enqueue(message, permit)),
+            Err(_) => Err(message),
+        };
+        let this = early.is_err().then(|| self.clone());
+        async move {
+            let rx = match early {
+                Ok(rx) => rx?,
+                Err(message) => {
+                    let this = this.expect("sender kept for a deferred send");
+                    let permit = match sem.acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => return Err(this.conn.closed_error().with_message(message)),
+                    };
+                    this.enqueue(message, permit)?
+                }
+            };
+            rx.await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Closed,
+                    "the connection closed before the outcome",
+                ))
+            })
+        }
+    }
+
+    /// Closes the link (the peer's terminus is closed too).
+    pub async fn close(&self) -> Result<(), Error> {
+        self.conn.detach_and_wait(self.link, true, None).await
+    }
+
+    /// Detaches the link without closing its terminus (a durable
+    /// subscription or queue stays).
+    pub async fn detach(&self) -> Result<(), Error> {
+        self.conn.detach_and_wait(self.link, false, None).await
+    }
+
+    /// Closes the link with an error condition and description.
+    pub fn close_with_error(&self, condition: impl Into<Symbol>, description: impl Into<String>) {
+        let e = AmqpError::new(condition, description);
+        self.conn.detach_link(self.link, true, Some(e));
+    }
+
+    fn poll_sink_outcomes(&mut self, cx: &mut Context<'_>) {
+        while let Poll::Ready(Some(r)) = Pin::new(&mut self.sink_pending).poll_next(cx) {
+            let r = r.unwrap_or_else(|_| Err(Error::new(ErrorKind::Closed, "connection closed")));
+            let r = r.and_then(Outcome::into_result);
+            if let Err(e) = r {
+                self.sink_error.get_or_insert(e);
+            }
+        }
+    }
+
+    fn poll_permit(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.ready_permit.is_none() {
+            match ready!(self.semaphore.poll_acquire(cx)) {
+                Some(p) => self.ready_permit = Some(p),
+                None => return Poll::Ready(Err(self.conn.closed_error())),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Sends as a `Sink`: `poll_ready` waits for an in-flight slot, `poll_flush`
+/// waits until every message sent through the sink has its outcome and
+/// fails if one was not accepted, and `poll_close` then closes the link.
+impl Sink<Message> for Sender {
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_sink_outcomes(cx);
+        if let Some(e) = self.sink_error.take() {
+            return Poll::Ready(Err(e));
+        }
+        self.poll_permit(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        let permit = match self.ready_permit.take() {
+            Some(p) => p,
+            None => self
+                .semaphore
+                .clone_inner()
+                .try_acquire_owned()
+                .map_err(|_| {
+                    Error::new(ErrorKind::InvalidArgument, "start_send without poll_ready")
+                })?,
+        };
+        let rx = self.enqueue(message, permit)?;
+        self.sink_pending.push(rx);
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_sink_outcomes(cx);
+        if let Some(e) = self.sink_error.take() {
+            return Poll::Ready(Err(e));
+        }
+        if self.sink_pending.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        self.conn.detach_link(self.link, true, None);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Sends as a `tower::Service`: `poll_ready` waits for an in-flight slot;
+/// the response is the [`Outcome`].
+impl tower::Service<Message> for Sender {
+    type Response = Outcome;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_permit(cx)
+    }
+
+    fn call(&mut self, message: Message) -> Self::Future {
+        let permit = match self.ready_permit.take() {
+            Some(p) => p,
+            None => {
+                return Box::pin(async {
+                    Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "call without poll_ready",
+                    ))
+                })
+            }
+        };
+        let rx = self.enqueue(message, permit);
+        Box::pin(async move {
+            rx?.await
+                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Closed, "connection closed")))
+        })
+    }
+}

@@ -1,0 +1,71 @@
+//! State a connection's handles share with its driver: the terminal error,
+//! settings, and the statistics counters.
+
+use crate::error::Error;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) container_id: String,
+    pub(crate) close_timeout: Duration,
+    pub(crate) error: Mutex<Option<Error>>,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(container_id: String, close_timeout: Duration) -> Self {
+        Shared {
+            container_id,
+            close_timeout,
+            error: Mutex::new(None),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }
+    }
+
+    /// The error that ended the connection, if it has ended.
+    pub(crate) fn error(&self) -> Option<Error> {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the error that ended the connection (the first one wins).
+    pub(crate) fn set_error(&self, e: Error) {
+        let mut g = self.error.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(e);
+        }
+    }
+
+    pub(crate) fn statistics(&self) -> Statistics {
+        Statistics {
+            messages_in: self.messages_in.load(Ordering::Relaxed),
+            messages_out: self.messages_out.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            reconnects: 0,
+        }
+    }
+}
+
+/// Cheap counters of a connection's traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Statistics {
+    /// Messages received.
+    pub messages_in: u64,
+    /// Messages handed to the engine for sending.
+    pub messages_out: u64,
+    /// Bytes read from the transport.
+    pub bytes_in: u64,
+    /// Bytes written to the transport.
+    pub bytes_out: u64,
+    /// Reconnects so far (always 0 until reconnect is enabled).
+    pub reconnects: u64,
+}
