@@ -1150,6 +1150,7 @@ impl Connection {
     /// Queues `message` on a sender link; it goes out as soon as there is
     /// credit, settled (`settled`) or not. The outcome comes as
     /// [`Event::Outcome`], or [`Event::Sent`] for settled sends.
+    #[allow(clippy::result_large_err)] // the message comes back by value, unboxed
     pub fn send(
         &mut self,
         link: LinkId,

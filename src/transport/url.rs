@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(a.address.as_deref(), Some("/queue/a"));
         assert_eq!(p("[::]").port, 5672);
         assert_eq!(p("amqp://h:amqps").port, 5671);
-        assert_eq!(format!("{:?}", p("u:pw@h")).contains("pw"), false);
+        assert!(!format!("{:?}", p("u:pw@h")).contains("pw"));
         assert_eq!(p("amqp://h:1/x").to_string(), "amqp://h:1/x");
     }
 
