@@ -196,6 +196,12 @@ impl Driver {
                     wbuf = out;
                 }
             }
+            // Producing output can raise events (a send refused locally for
+            // the peer's max-message-size): handle them before waiting.
+            if let Some(e) = self.engine.poll_event() {
+                self.on_event(e);
+                continue;
+            }
             if self.engine.is_closed() && wbuf.is_empty() {
                 let _ = wr.shutdown().await;
                 return Ok(());
@@ -413,6 +419,12 @@ impl Driver {
                             && !self.engine.is_remote_open() =>
                     {
                         Error::from_amqp(ErrorKind::Authentication, e.clone())
+                    }
+                    (Some(e), false) if e.condition == crate::frame::condition::FRAMING_ERROR => {
+                        Error::from_amqp(ErrorKind::Framing, e.clone())
+                    }
+                    (Some(e), false) if e.condition == crate::frame::condition::DECODE_ERROR => {
+                        Error::from_amqp(ErrorKind::Decode, e.clone())
                     }
                     (Some(e), false) => Error::from_amqp(ErrorKind::Protocol, e.clone()),
                     (None, _) => {
