@@ -744,6 +744,17 @@ impl Connection {
             self.remote_channels.remove(&rc);
         }
         let reply = !s.end_sent;
+        if end.error.is_some() {
+            // The links end with the session's error (a broker refusing an
+            // attach by ending the session, say): tell their handles why.
+            let links: Vec<LinkId> = s
+                .handles
+                .values()
+                .chain(s.remote_handles.values())
+                .copied()
+                .collect();
+            self.drop_links(links, end.error.clone());
+        }
         if reply {
             self.end(sid, None);
         } else {
@@ -764,13 +775,24 @@ impl Connection {
         if let Some(rc) = s.remote_channel {
             self.remote_channels.remove(&rc);
         }
-        for link in s.handles.values().chain(s.remote_handles.values()) {
-            if let Some(l) = self.links.remove(link) {
+        let links: Vec<LinkId> = s
+            .handles
+            .values()
+            .chain(s.remote_handles.values())
+            .copied()
+            .collect();
+        self.drop_links(links, None);
+    }
+
+    /// Forgets `links` (their session is gone), each with `error`.
+    fn drop_links(&mut self, links: Vec<LinkId>, error: Option<AmqpError>) {
+        for link in links {
+            if let Some(l) = self.links.remove(&link) {
                 let unsent = l.queue.into_iter().map(|q| (q.send, q.message)).collect();
                 self.events.push_back(Event::LinkDetached {
                     link: l.id,
                     closed: false,
-                    error: None,
+                    error: error.clone(),
                     remote: true,
                     unsent,
                 });
