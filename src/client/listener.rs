@@ -307,7 +307,17 @@ async fn accept_loop(
                 }
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "incoming connection failed to open");
-                    // Dropping `started` closes the connection.
+                    // Close with the reason (a peer that sent its header
+                    // but no open sees it); dropping `started` would close
+                    // without one.
+                    let error = AmqpError::new(
+                        crate::frame::condition::RESOURCE_LIMIT_EXCEEDED,
+                        e.to_string(),
+                    );
+                    let _ = started.tx.send(super::driver::Command::Close {
+                        error: Some(error),
+                        reply: None,
+                    });
                 }
             }
         });
