@@ -855,3 +855,41 @@ async fn peer_sending_without_credit_is_detached() {
     }
     assert!(n <= 10, "{n} messages queued with 10 credit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_that_never_opens_gets_a_close_with_an_error() {
+    let broker = Broker::start(&[]).await; // --handshake-timeout-ms 500
+    let mut raw = TcpStream::connect(("127.0.0.1", broker.port))
+        .await
+        .unwrap();
+    raw.write_all(&ProtocolId::Amqp.header()).await.unwrap();
+    let mut raw = Raw {
+        stream: raw,
+        buf: BytesMut::new(),
+        decoder: FrameDecoder::default(),
+    };
+    let t0 = Instant::now();
+    let mut h = [0u8; 8];
+    timeout(T, raw.stream.read_exact(&mut h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(h, ProtocolId::Amqp.header());
+    roundtrip(&broker, "during-no-open").await;
+    let error = raw
+        .until(|p| match p {
+            Performative::Close(c) => Some(c.error.clone()),
+            _ => None,
+        })
+        .await
+        .expect("a close with an error");
+    assert_eq!(
+        error.condition,
+        condition::RESOURCE_LIMIT_EXCEEDED,
+        "{error:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    // The connection ends (after the broker's close timeout at most).
+    let (_, _) = read_to_eof(&mut raw.stream, T).await;
+    roundtrip(&broker, "after-no-open").await;
+}
