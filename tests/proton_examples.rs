@@ -642,11 +642,13 @@ fn wrong_password_and_refused_links_against_rabbitmq() {
         assert!(err.contains("authentication failed"), "{err}");
     }
     // RabbitMQ refuses these by ending the session with amqp:not-found.
-    our_failure(
-        "simple_send",
-        &format!("{base}//exchange/no-such-exchange/key"),
-    );
-    our_failure("simple_recv", &format!("{base}//amq/queue/no-such-queue"));
+    for (name, address) in [
+        ("simple_send", "/exchange/no-such-exchange/key"),
+        ("simple_recv", "/amq/queue/no-such-queue"),
+    ] {
+        let err = our_failure(name, &format!("{base}/{address}"));
+        assert!(err.contains("(amqp:not-found)"), "{err}");
+    }
     // And the right password works.
     our_simple_send(&base, "/queue/examples", 10);
     our_simple_recv(&base, "/queue/examples", 10, &sequence_lines(10));
