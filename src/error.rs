@@ -293,7 +293,12 @@ impl fmt::Display for Error {
             write!(f, ": {d}")?;
         }
         if let Some(s) = &self.source {
-            write!(f, ": {s}")?;
+            // Descriptions often quote their source already ("could not
+            // connect to H:P: Connection refused"): don't say it twice.
+            let s = s.to_string();
+            if !self.description.as_deref().is_some_and(|d| d.ends_with(&s)) {
+                write!(f, ": {s}")?;
+            }
         }
         Ok(())
     }
