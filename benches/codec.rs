@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo bench --bench codec`. A comparison with fe2o3's `serde_amqp` is
 //! in `bench-compare/` (outside the workspace): `cd bench-compare && cargo bench`.
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use aqueduct::frame::codec::encode_frame;
 use aqueduct::frame::{Frame, FrameDecoder, Transfer};
