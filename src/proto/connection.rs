@@ -290,6 +290,11 @@ impl Connection {
                     let id = match ProtocolId::from_header(h) {
                         Ok(id) => id,
                         Err(_) => {
+                            if expect.is_none() {
+                                // Server: answer with a header we support,
+                                // then stop (spec 2.2).
+                                self.answer_with_our_header();
+                            }
                             self.phase = Phase::Done;
                             self.events.push_back(Event::Closed {
                                 error: Some(AmqpError::new(
@@ -365,13 +370,7 @@ impl Connection {
             }
             _ => {
                 // Answer with the header we support, then stop (spec 2.2).
-                let ours = if matches!(self.config.sasl, Sasl::Server { .. }) && !self.sasl_done {
-                    ProtocolId::Sasl
-                } else {
-                    ProtocolId::Amqp
-                };
-                self.output.extend_from_slice(&ours.header());
-                self.wrote = true;
+                self.answer_with_our_header();
                 self.phase = Phase::Done;
                 self.events.push_back(Event::Closed {
                     error: Some(AmqpError::new(
@@ -383,6 +382,18 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Server: writes the header we support (SASL if we run it), to
+    /// answer a header we don't.
+    fn answer_with_our_header(&mut self) {
+        let ours = if matches!(self.config.sasl, Sasl::Server { .. }) && !self.sasl_done {
+            ProtocolId::Sasl
+        } else {
+            ProtocolId::Amqp
+        };
+        self.output.extend_from_slice(&ours.header());
+        self.wrote = true;
     }
 
     fn send_amqp_header(&mut self) {
