@@ -890,3 +890,61 @@ async fn peer_that_never_opens_gets_a_close_with_an_error() {
     let (_, _) = read_to_eof(&mut raw.stream, T).await;
     roundtrip(&broker, "after-no-open").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_without_credit_holds_at_most_its_prefetch() {
+    let broker = Broker::start(&["--prefetch", "16"]).await;
+    let conn = aqueduct::connect(broker.url()).await.unwrap();
+    // A grants no credit at all; B takes what it is given.
+    let mut a = conn
+        .open_receiver_with(ReceiverOptions::new("slow").credit_window(0))
+        .await
+        .unwrap();
+    let mut b = conn.open_receiver("slow").await.unwrap();
+    let sender = conn.open_sender("slow").await.unwrap();
+    let sends: Vec<_> = (0..200).map(|i| sender.send(format!("s{i}"))).collect();
+    let mut got = HashSet::new();
+    for _ in 0..200 - 16 {
+        let d = timeout(T, b.next())
+            .await
+            .expect("b is served")
+            .unwrap()
+            .unwrap();
+        got.insert(d.message().body().as_str().unwrap().to_string());
+    }
+    // What A holds comes back to the queue when A goes.
+    a.close().await.unwrap();
+    for _ in 0..16 {
+        let d = timeout(T, b.next())
+            .await
+            .expect("a's share comes back")
+            .unwrap()
+            .unwrap();
+        got.insert(d.message().body().as_str().unwrap().to_string());
+    }
+    assert_eq!(got.len(), 200);
+    for outcome in futures::future::join_all(sends).await {
+        assert!(outcome.unwrap().is_accepted());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modified_message_is_redelivered_with_its_count() {
+    let broker = Broker::start(&[]).await;
+    let conn = aqueduct::connect(broker.url()).await.unwrap();
+    let mut r = conn
+        .open_receiver_with(ReceiverOptions::new("mod").auto_accept(false))
+        .await
+        .unwrap();
+    let sender = conn.open_sender("mod").await.unwrap();
+    assert!(sender.send("again").await.unwrap().is_accepted());
+    let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(d.message().delivery_count(), 0);
+    d.modify(true, false, None).await.unwrap();
+    let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(d.message().body().as_str(), Some("again"));
+    assert_eq!(d.message().delivery_count(), 1);
+    d.reject("test:rejected", "no thanks").await.unwrap();
+    // Rejected: gone for good.
+    assert!(timeout(Duration::from_millis(300), r.next()).await.is_err());
+}
