@@ -368,7 +368,6 @@ async fn raw_handshake_works() {
 /// The peer vanishes after the transfer arrived (the message is in flight,
 /// unsettled): the send fails with a connection error.
 #[tokio::test]
-#[ignore = "library bug: a send failed by connection loss does not give its message back"]
 async fn peer_vanishes_with_send_in_flight() {
     let (l, url) = raw_listener().await;
     tokio::spawn(async move {
@@ -400,7 +399,6 @@ async fn peer_vanishes_with_send_in_flight() {
 /// The peer vanishes while the message waits for credit (queued, never
 /// sent): the send fails and gives the message back.
 #[tokio::test]
-#[ignore = "library bug: a send failed by connection loss does not give its message back"]
 async fn peer_vanishes_with_send_queued() {
     let (l, url) = raw_listener().await;
     let (attached_tx, attached_rx) = tokio::sync::oneshot::channel::<()>();

@@ -395,7 +395,6 @@ async fn anonymous_sasl(port: u16) {
 /// link with `amqp:link:transfer-limit-exceeded` ("transfer without link
 /// credit"). Proton tolerates the overshoot. Starts its own node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "library bug: strict credit check vs RabbitMQ 3.x credit overshoot"]
 async fn credit_overshoot_with_default_window() {
     const STEP: &str = "default credit window";
     let node = Node::start();

@@ -8,6 +8,7 @@
 
 use super::outcome::Outcome;
 use super::shared::Shared;
+use super::window::Slot;
 use crate::error::{Error, ErrorKind};
 use crate::frame::{AmqpError, Attach, DeliveryState, Open, Role};
 use crate::message::Message;
@@ -19,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -89,7 +90,7 @@ pub(crate) enum Command {
         message: Message,
         settled: bool,
         reply: Option<Reply<Outcome>>,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<Slot>,
     },
     Flow {
         link: LinkId,
@@ -116,7 +117,7 @@ pub(crate) enum Command {
 struct PendingSend {
     link: LinkId,
     reply: Option<Reply<Outcome>>,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<Slot>,
 }
 
 pub(crate) struct Driver {
@@ -125,6 +126,7 @@ pub(crate) struct Driver {
     commands: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
     open_waiter: Option<Reply<Box<Open>>>,
+    pending_open: Option<Box<Open>>,
     incoming: mpsc::UnboundedSender<Incoming>,
     default_session: Option<SessionId>,
     begins: HashMap<SessionId, Reply<SessionId>>,
@@ -152,6 +154,7 @@ impl Driver {
             commands,
             shared,
             open_waiter: Some(open_waiter),
+            pending_open: None,
             incoming,
             default_session: None,
             begins: HashMap::new(),
@@ -190,6 +193,11 @@ impl Driver {
         loop {
             while let Some(e) = self.engine.poll_event() {
                 self.on_event(e);
+            }
+            if let Some(open) = self.pending_open.take() {
+                if let Some(w) = self.open_waiter.take() {
+                    let _ = w.send(Ok(open));
+                }
             }
             if wbuf.is_empty() {
                 if let Some(out) = self.engine.take_output() {
@@ -407,9 +415,8 @@ impl Driver {
     fn on_event(&mut self, e: Event) {
         match e {
             Event::Opened(open) => {
-                if let Some(w) = self.open_waiter.take() {
-                    let _ = w.send(Ok(open));
-                }
+                // Answered after the whole batch: a refusal is open + close.
+                self.pending_open = Some(open);
             }
             Event::Closed { error, remote } => {
                 let err = match (&error, remote) {
@@ -607,6 +614,12 @@ impl Driver {
     /// Fails every pending operation with `error`.
     fn fail_all(&mut self, error: Error) {
         self.shared.set_error(error.clone());
+        // Messages without an outcome go back to their senders.
+        for (id, message) in self.engine.take_unsent() {
+            if let Some(PendingSend { reply: Some(r), .. }) = self.sends.remove(&id) {
+                let _ = r.send(Err(error.clone().with_message(message)));
+            }
+        }
         if let Some(w) = self.open_waiter.take() {
             let _ = w.send(Err(error.clone()));
         }

@@ -16,6 +16,7 @@ mod receiver;
 mod sender;
 mod session;
 mod shared;
+mod window;
 
 pub use connection::{Connection, IncomingEndpoint};
 pub use container::{connect, listen, Container};

@@ -3,9 +3,9 @@
 //! credit; at most `max_in_flight` are unsettled at once.
 
 use super::connection::Connection;
-use super::driver::Command;
 use super::link_options::{DeliveryMode, SenderOptions};
 use super::outcome::Outcome;
+use super::window::Window;
 use crate::error::{Error, ErrorKind};
 use crate::frame::{AmqpError, Attach};
 use crate::message::Message;
@@ -17,8 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::PollSemaphore;
+use tokio::sync::oneshot;
 
 type OutcomeRx = oneshot::Receiver<Result<Outcome, Error>>;
 
@@ -33,9 +32,7 @@ pub struct Sender {
     link: LinkId,
     remote: Arc<Attach>,
     address: Option<String>,
-    settled: bool,
-    semaphore: PollSemaphore,
-    ready_permit: Option<OwnedSemaphorePermit>,
+    window: Arc<Window>,
     sink_pending: FuturesUnordered<OutcomeRx>,
     sink_error: Option<Error>,
 }
@@ -47,9 +44,7 @@ impl Clone for Sender {
             link: self.link,
             remote: self.remote.clone(),
             address: self.address.clone(),
-            settled: self.settled,
-            semaphore: self.semaphore.clone(),
-            ready_permit: None,
+            window: self.window.clone(),
             sink_pending: FuturesUnordered::new(),
             sink_error: None,
         }
@@ -64,14 +59,14 @@ impl Sender {
         options: SenderOptions,
         max_in_flight: usize,
     ) -> Self {
+        let settled = options.mode == DeliveryMode::AtMostOnce;
+        let window = Window::new(max_in_flight, link, settled, conn.inner.tx.clone());
         Sender {
             conn,
             link,
             remote: Arc::from(remote),
             address: options.target.address.clone(),
-            settled: options.mode == DeliveryMode::AtMostOnce,
-            semaphore: PollSemaphore::new(Arc::new(Semaphore::new(max_in_flight))),
-            ready_permit: None,
+            window,
             sink_pending: FuturesUnordered::new(),
             sink_error: None,
         }
@@ -97,61 +92,29 @@ impl Sender {
         &self.conn
     }
 
-    fn enqueue(&self, message: Message, permit: OwnedSemaphorePermit) -> Result<OutcomeRx, Error> {
+    fn submit(&self, message: Message) -> OutcomeRx {
         let (reply, rx) = oneshot::channel();
-        let cmd = Command::Send {
-            link: self.link,
-            message,
-            settled: self.settled,
-            reply: Some(reply),
-            permit: Some(permit),
-        };
-        self.conn.inner.tx.send(cmd).map_err(|e| {
-            let message = match e.0 {
-                Command::Send { message, .. } => Some(message),
-                _ => None,
-            };
-            let err = self.conn.closed_error();
-            match message {
-                Some(m) => err.with_message(m),
-                None => err,
-            }
-        })?;
-        Ok(rx)
+        self.window.submit(message, reply);
+        rx
     }
 
     /// Sends a message; resolves to its outcome.
     ///
-    /// The message is queued at once if fewer than `max_in_flight` sends are
-    /// unsettled (else when one settles), so many `send` futures polled
-    /// together pipeline up to the link credit. A message that can't be sent
-    /// (link detached, connection closed) comes back inside the error
-    /// ([`Error::into_message`]). Cancel safety: dropping the future does
-    /// not withdraw a queued message.
+    /// The message is queued when `send` is called, so messages go out in
+    /// call order and many `send` futures awaited together pipeline up to
+    /// the link credit. At most `max_in_flight` messages are in the
+    /// connection without an outcome; later ones wait, in order, in the
+    /// sender's backlog (use the `Sink` or `Service` impls, whose
+    /// `poll_ready` waits for a free slot, to bound memory). A message that
+    /// can't be sent (link detached, connection closed) comes back inside
+    /// the error ([`Error::into_message`]). Dropping the future does not
+    /// withdraw the message.
     pub fn send(
         &self,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<Outcome, Error>> + Send + 'static {
-        let message = message.into();
-        let sem = self.semaphore.clone_inner();
-        // Queue now if a slot is free (keeps call order); else wait for one.
-        let early = match sem.clone().try_acquire_owned() {
-            Ok(permit) => Ok(self.enqueue(message, permit)),
-            Err(_) => Err(message),
-        };
-        let this = early.is_err().then(|| self.clone());
+        let rx = self.submit(message.into());
         async move {
-            let rx = match early {
-                Ok(rx) => rx?,
-                Err(message) => {
-                    let this = this.expect("sender kept for a deferred send");
-                    let permit = match sem.acquire_owned().await {
-                        Ok(p) => p,
-                        Err(_) => return Err(this.conn.closed_error().with_message(message)),
-                    };
-                    this.enqueue(message, permit)?
-                }
-            };
             rx.await.unwrap_or_else(|_| {
                 Err(Error::new(
                     ErrorKind::Closed,
@@ -188,13 +151,8 @@ impl Sender {
         }
     }
 
-    fn poll_permit(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.ready_permit.is_none() {
-            match ready!(self.semaphore.poll_acquire(cx)) {
-                Some(p) => self.ready_permit = Some(p),
-                None => return Poll::Ready(Err(self.conn.closed_error())),
-            }
-        }
+    fn poll_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        ready!(self.window.poll_ready(cx));
         Poll::Ready(Ok(()))
     }
 }
@@ -210,21 +168,11 @@ impl Sink<Message> for Sender {
         if let Some(e) = self.sink_error.take() {
             return Poll::Ready(Err(e));
         }
-        self.poll_permit(cx)
+        self.poll_slot(cx)
     }
 
-    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        let permit = match self.ready_permit.take() {
-            Some(p) => p,
-            None => self
-                .semaphore
-                .clone_inner()
-                .try_acquire_owned()
-                .map_err(|_| {
-                    Error::new(ErrorKind::InvalidArgument, "start_send without poll_ready")
-                })?,
-        };
-        let rx = self.enqueue(message, permit)?;
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        let rx = self.submit(message);
         self.sink_pending.push(rx);
         Ok(())
     }
@@ -256,25 +204,10 @@ impl tower::Service<Message> for Sender {
     type Future = Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.poll_permit(cx)
+        self.poll_slot(cx)
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        let permit = match self.ready_permit.take() {
-            Some(p) => p,
-            None => {
-                return Box::pin(async {
-                    Err(Error::new(
-                        ErrorKind::InvalidArgument,
-                        "call without poll_ready",
-                    ))
-                })
-            }
-        };
-        let rx = self.enqueue(message, permit);
-        Box::pin(async move {
-            rx?.await
-                .unwrap_or_else(|_| Err(Error::new(ErrorKind::Closed, "connection closed")))
-        })
+        Box::pin(self.send(message))
     }
 }

@@ -245,7 +245,9 @@ impl FrameDecoder {
             return Err(DecodeErrorKind::InvalidFrame("unknown frame type").into());
         }
         if buf.len() < size {
-            buf.reserve(size - buf.len());
+            // Grow towards the announced size, but never by more than 64 KiB
+            // on the word of an untrusted header.
+            buf.reserve((size - buf.len()).min(64 * 1024));
             return Ok(None);
         }
         let mut frame = buf.split_to(size).freeze();

@@ -17,7 +17,7 @@ use super::config::{Config, Sasl, Side};
 use super::event::*;
 use super::link::*;
 use super::sasl::{SaslClient, SaslServer, SaslStep};
-use super::session::{PendingDisposition, Session};
+use super::session::{PendingDisposition, Session, Unsettled};
 use crate::frame::codec::{encode_empty_frame, encode_frame, encode_sasl_frame, HEADER_LEN};
 use crate::frame::*;
 use crate::message::Message;
@@ -798,10 +798,9 @@ impl Connection {
     /// Forgets `links` (their session is gone), each with `error`.
     fn drop_links(&mut self, links: Vec<LinkId>, error: Option<AmqpError>) {
         for link in links {
-            if let Some(l) = self.links.remove(&link) {
-                let unsent = l.queue.into_iter().map(|q| (q.send, q.message)).collect();
+            if let Some(unsent) = self.remove_link(link) {
                 self.events.push_back(Event::LinkDetached {
-                    link: l.id,
+                    link,
                     closed: false,
                     error: error.clone(),
                     remote: true,
@@ -853,8 +852,7 @@ impl Connection {
         s.handles.insert(handle, id);
         let channel = s.channel;
         self.write_frame(channel, &attach, &[]);
-        self.links
-            .insert(id, Link::new(id, session, handle, attach));
+        self.links.insert(id, Link::new(session, handle, attach));
         Ok(id)
     }
 
@@ -963,7 +961,7 @@ impl Connection {
                     },
                     ..Default::default()
                 };
-                let mut l = Link::new(id, sid, handle, ours);
+                let mut l = Link::new(sid, handle, ours);
                 l.state = LinkState::Incoming;
                 l.remote_handle = Some(a.handle);
                 l.remote_max_message_size = a.max_message_size.filter(|&m| m > 0);
@@ -1001,17 +999,48 @@ impl Connection {
         self.write_frame(channel, &detach, &[]);
     }
 
-    fn remove_link(&mut self, link: LinkId) -> Option<Link> {
+    /// Forgets a link; returns its messages without an outcome: the
+    /// unsettled ones (in send order), then the queued ones.
+    fn remove_link(&mut self, link: LinkId) -> Option<Vec<(SendId, Message)>> {
         let l = self.links.remove(&link)?;
+        let mut unsent = Vec::new();
         if let Some(s) = self.sessions.get_mut(&l.session) {
             s.handles.remove(&l.handle);
             if let Some(rh) = l.remote_handle {
                 s.remote_handles.remove(&rh);
             }
-            s.outgoing_unsettled.retain(|_, (id, _)| *id != link);
+            let ids: Vec<u32> = s
+                .outgoing_unsettled
+                .iter()
+                .filter(|(_, u)| u.link == link)
+                .map(|(k, _)| *k)
+                .collect();
+            for id in ids {
+                if let Some(u) = s.outgoing_unsettled.remove(&id) {
+                    unsent.push((u.send, u.message));
+                }
+            }
             s.incoming_unsettled.retain(|_, id| *id != link);
         }
-        Some(l)
+        unsent.extend(l.queue.into_iter().map(|q| (q.send, q.message)));
+        Some(unsent)
+    }
+
+    /// Takes every message that has no outcome yet (unsettled or queued),
+    /// for a driver whose connection failed.
+    pub fn take_unsent(&mut self) -> Vec<(SendId, Message)> {
+        let mut out = Vec::new();
+        for s in self.sessions.values_mut() {
+            out.extend(
+                std::mem::take(&mut s.outgoing_unsettled)
+                    .into_values()
+                    .map(|u| (u.send, u.message)),
+            );
+        }
+        for l in self.links.values_mut() {
+            out.extend(l.queue.drain(..).map(|q| (q.send, q.message)));
+        }
+        out
     }
 
     fn link_by_remote_handle(&self, sid: SessionId, handle: u32) -> Option<LinkId> {
@@ -1029,8 +1058,7 @@ impl Connection {
         };
         // Answer (unless we detached first), then forget the link.
         self.detach(id, d.closed, None);
-        let l = self.remove_link(id).expect("link exists");
-        let unsent = l.queue.into_iter().map(|q| (q.send, q.message)).collect();
+        let unsent = self.remove_link(id).expect("link exists");
         self.events.push_back(Event::LinkDetached {
             link: id,
             closed: d.closed,
@@ -1072,7 +1100,16 @@ impl Connection {
         }
         l.credit = credit;
         l.drain = drain;
+        l.granted = credit;
+        l.overshoot = 0;
         self.write_link_flow(link, false);
+        if drain && credit == 0 {
+            // Nothing to drain: done at once.
+            if let Some(l) = self.links.get_mut(&link) {
+                l.drain = false;
+            }
+            self.events.push_back(Event::Drained { link });
+        }
     }
 
     /// The credit a link has left.
@@ -1150,13 +1187,7 @@ impl Connection {
                 self.events.push_back(Event::Credit { link: id, credit });
                 self.mark_ready(id);
                 self.pump_link(id);
-                let l = self.links.get_mut(&id).expect("link exists");
-                if l.drain && l.credit > 0 && l.current.is_none() && l.queue.is_empty() {
-                    // Nothing to send: use up the credit (spec 2.6.7, drain).
-                    l.delivery_count = l.delivery_count.wrapping_add(l.credit);
-                    l.credit = 0;
-                    self.write_link_flow(id, false);
-                } else if f.echo {
+                if !self.finish_drain(id) && f.echo {
                     self.write_link_flow(id, false);
                 }
             }
@@ -1232,6 +1263,26 @@ impl Connection {
         }
     }
 
+    /// A draining sender with credit left and nothing to send uses the
+    /// credit up and tells the receiver (spec 2.6.7). Returns whether it did.
+    fn finish_drain(&mut self, id: LinkId) -> bool {
+        let Some(l) = self.links.get_mut(&id) else {
+            return false;
+        };
+        if l.role == Role::Sender
+            && l.drain
+            && l.credit > 0
+            && l.current.is_none()
+            && l.queue.is_empty()
+        {
+            l.delivery_count = l.delivery_count.wrapping_add(l.credit);
+            l.credit = 0;
+            self.write_link_flow(id, false);
+            return true;
+        }
+        false
+    }
+
     /// Writes what the ready links can send.
     fn pump(&mut self) {
         if !self.open_sent || self.close_sent || matches!(self.phase, Phase::Done) {
@@ -1247,6 +1298,7 @@ impl Connection {
                 l.in_ready = false;
             }
             self.pump_link(id);
+            self.finish_drain(id);
             self.mark_ready(id);
             // A link still ready here is blocked by the session window.
             if self.links.get(&id).is_some_and(|l| l.in_ready) {
@@ -1299,9 +1351,6 @@ impl Connection {
                 s.next_delivery_id = s.next_delivery_id.wrapping_add(1);
                 l.delivery_count = l.delivery_count.wrapping_add(1);
                 l.credit -= 1;
-                if !q.settled {
-                    s.outgoing_unsettled.insert(delivery_id, (id, q.send));
-                }
                 let transfer = Transfer {
                     handle: l.handle,
                     delivery_id: Some(delivery_id),
@@ -1323,11 +1372,26 @@ impl Connection {
                             link: id,
                             send: q.send,
                         });
+                    } else {
+                        let u = Unsettled {
+                            link: id,
+                            send: q.send,
+                            message: q.message,
+                        };
+                        s.outgoing_unsettled.insert(delivery_id, u);
                     }
                     continue;
                 }
                 let mut payload = BytesMut::with_capacity(len);
                 q.message.encode(&mut payload);
+                if !q.settled {
+                    let u = Unsettled {
+                        link: id,
+                        send: q.send,
+                        message: q.message,
+                    };
+                    s.outgoing_unsettled.insert(delivery_id, u);
+                }
                 l.current = Some(Outgoing {
                     send: q.send,
                     payload: payload.freeze(),
@@ -1414,11 +1478,19 @@ impl Connection {
                 return Ok(());
             };
             if l.credit == 0 {
-                let desc = "transfer without link credit".to_string();
-                self.link_error(id, condition::TRANSFER_LIMIT_EXCEEDED, desc);
-                return Ok(());
+                // A peer whose transfers crossed our last flow may overshoot
+                // (RabbitMQ 3.10 does); tolerate up to the credit we last
+                // granted, as Proton does, and no more.
+                if l.overshoot >= l.granted.max(1) {
+                    let desc = "transfer without link credit".to_string();
+                    self.link_error(id, condition::TRANSFER_LIMIT_EXCEEDED, desc);
+                    return Ok(());
+                }
+                tracing::debug!(link = ?id, "transfer beyond link credit tolerated");
+                l.overshoot += 1;
+            } else {
+                l.credit -= 1;
             }
-            l.credit -= 1;
             l.delivery_count = l.delivery_count.wrapping_add(1);
             let settled = t.settled.unwrap_or(false);
             l.incoming = Some(Incoming {
@@ -1548,9 +1620,11 @@ impl Connection {
                     .collect();
                 for delivery_id in ids {
                     let (link, send) = if d.settled {
-                        s.outgoing_unsettled.remove(&delivery_id).expect("present")
+                        let u = s.outgoing_unsettled.remove(&delivery_id).expect("present");
+                        (u.link, u.send)
                     } else {
-                        s.outgoing_unsettled[&delivery_id]
+                        let u = &s.outgoing_unsettled[&delivery_id];
+                        (u.link, u.send)
                     };
                     self.events.push_back(Event::Outcome {
                         link,

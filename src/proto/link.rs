@@ -9,7 +9,7 @@
 //!      └────── detach ──────┴──▶ Detaching ──▶ (removed once both sides detached)
 //! ```
 
-use super::event::{LinkId, SendId, SessionId};
+use super::event::{SendId, SessionId};
 use crate::frame::{Attach, RcvSettleMode, Role, SndSettleMode};
 use crate::message::Message;
 use bytes::{Bytes, BytesMut};
@@ -90,7 +90,6 @@ impl Incoming {
 
 #[derive(Debug)]
 pub(crate) struct Link {
-    pub(crate) id: LinkId,
     pub(crate) session: SessionId,
     pub(crate) name: String,
     pub(crate) role: Role,
@@ -104,6 +103,10 @@ pub(crate) struct Link {
     pub(crate) delivery_count: u32,
     pub(crate) credit: u32,
     pub(crate) drain: bool,
+    /// The credit we last granted (receiver), and transfers the peer sent
+    /// beyond credit since (tolerated up to `granted`, as Proton does).
+    pub(crate) granted: u32,
+    pub(crate) overshoot: u32,
     pub(crate) remote_max_message_size: Option<u64>,
     // Sender side.
     pub(crate) queue: VecDeque<Queued>,
@@ -115,9 +118,8 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    pub(crate) fn new(id: LinkId, session: SessionId, handle: u32, attach: Attach) -> Self {
+    pub(crate) fn new(session: SessionId, handle: u32, attach: Attach) -> Self {
         Link {
-            id,
             session,
             name: attach.name.clone(),
             role: attach.role,
@@ -130,6 +132,8 @@ impl Link {
             attach,
             credit: 0,
             drain: false,
+            granted: 0,
+            overshoot: 0,
             remote_max_message_size: None,
             queue: VecDeque::new(),
             current: None,

@@ -6,7 +6,16 @@
 
 use super::event::{LinkId, SendId};
 use crate::frame::{DeliveryState, Role};
+use crate::message::Message;
 use std::collections::{BTreeMap, HashMap};
+
+/// A message sent unsettled, waiting for its outcome.
+#[derive(Debug)]
+pub(crate) struct Unsettled {
+    pub(crate) link: LinkId,
+    pub(crate) send: SendId,
+    pub(crate) message: Message,
+}
 
 /// A disposition waiting to be written; adjacent ones with the same state
 /// are merged into one range.
@@ -37,8 +46,9 @@ pub(crate) struct Session {
     pub(crate) next_delivery_id: u32,
     pub(crate) handles: HashMap<u32, LinkId>,
     pub(crate) remote_handles: HashMap<u32, LinkId>,
-    /// Our unsettled sends, by delivery id.
-    pub(crate) outgoing_unsettled: BTreeMap<u32, (LinkId, SendId)>,
+    /// Our unsettled sends, by delivery id, with their messages (given back
+    /// if the link or connection fails before the outcome).
+    pub(crate) outgoing_unsettled: BTreeMap<u32, Unsettled>,
     /// Unsettled incoming deliveries, by delivery id.
     pub(crate) incoming_unsettled: BTreeMap<u32, LinkId>,
     pub(crate) dispositions: Vec<PendingDisposition>,
