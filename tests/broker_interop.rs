@@ -842,7 +842,9 @@ async fn peer_sending_without_credit_is_detached() {
     );
     drop(raw);
     roundtrip(&broker, "after-flood").await;
-    // What fit in the credit was queued; nothing beyond it.
+    // What fit in the credit was queued, and at most one grant more (a
+    // transfer that crosses our flow may overshoot, as RabbitMQ's do; the
+    // engine tolerates that much, as Proton does); nothing beyond it.
     let conn = aqueduct::connect(broker.url()).await.unwrap();
     let mut r = conn.open_receiver("flooded").await.unwrap();
     let mut n = 0;
@@ -850,7 +852,7 @@ async fn peer_sending_without_credit_is_detached() {
         assert_eq!(d.message().body().as_str(), Some("flood"));
         n += 1;
     }
-    assert!(n <= 10, "{n} messages queued with 10 credit");
+    assert!(n <= 20, "{n} messages queued with 10 credit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
