@@ -352,11 +352,7 @@ impl Connection {
             ) if !self.sasl_done => {
                 let server = SaslServer::new(*anonymous, plain.clone());
                 self.output.extend_from_slice(&ProtocolId::Sasl.header());
-                encode_sasl_frame(
-                    &mut self.output,
-                    &SaslFrame::Mechanisms(server.mechanisms()),
-                );
-                self.wrote = true;
+                self.write_sasl(&SaslFrame::Mechanisms(server.mechanisms()));
                 self.sasl_server = Some(server);
                 self.phase = Phase::Sasl;
             }
@@ -407,7 +403,10 @@ impl Connection {
 
     fn on_frame(&mut self, frame: Frame) -> Result<(), Fatal> {
         match (frame, &self.phase) {
-            (Frame::Sasl(f), Phase::Sasl) => self.on_sasl(f),
+            (Frame::Sasl(f), Phase::Sasl) => {
+                tracing::trace!(frame = ?f, "RECV");
+                self.on_sasl(f)
+            }
             (Frame::Sasl(_), _) => fatal(condition::FRAMING_ERROR, "SASL frame outside SASL"),
             (_, Phase::Sasl) => fatal(condition::FRAMING_ERROR, "AMQP frame during SASL"),
             (Frame::Empty, _) => Ok(()),
@@ -435,12 +434,10 @@ impl Connection {
         if let Some(server) = &mut self.sasl_server {
             match server.step(f) {
                 SaslStep::Send(out) => {
-                    encode_sasl_frame(&mut self.output, &out);
-                    self.wrote = true;
+                    self.write_sasl(&out);
                 }
                 SaslStep::Done(out, ok) => {
-                    encode_sasl_frame(&mut self.output, &out);
-                    self.wrote = true;
+                    self.write_sasl(&out);
                     self.sasl_done = true;
                     if ok {
                         self.phase = Phase::Header { expect: None };
@@ -464,8 +461,7 @@ impl Connection {
         };
         match client.step(f) {
             SaslStep::Send(out) => {
-                encode_sasl_frame(&mut self.output, &out);
-                self.wrote = true;
+                self.write_sasl(&out);
             }
             SaslStep::Done(_, true) => {
                 self.sasl_done = true;
@@ -514,7 +510,21 @@ impl Connection {
         });
     }
 
-    fn write_frame(&mut self, channel: u16, body: &impl Encode, payload: &[u8]) {
+    fn write_sasl(&mut self, frame: &SaslFrame) {
+        tracing::trace!(?frame, "SEND");
+        encode_sasl_frame(&mut self.output, frame);
+        self.wrote = true;
+    }
+
+    /// Queues a frame. At `trace` level every frame is logged (the
+    /// equivalent of Proton's `PN_TRACE_FRM=1`); off, this costs one check.
+    fn write_frame(
+        &mut self,
+        channel: u16,
+        body: &(impl Encode + std::fmt::Debug),
+        payload: &[u8],
+    ) {
+        tracing::trace!(channel, frame = ?body, payload = payload.len(), "SEND");
         encode_frame(&mut self.output, channel, body, payload);
         self.wrote = true;
     }
@@ -546,7 +556,6 @@ impl Connection {
             desired_capabilities: c.desired_capabilities.clone(),
             properties: c.properties.clone(),
         };
-        tracing::trace!(?open, "SEND");
         self.write_frame(0, &open, &[]);
         self.open_sent = true;
     }
@@ -1365,6 +1374,7 @@ impl Connection {
                     // The common case: one frame, the message encoded in place.
                     s.next_outgoing_id = s.next_outgoing_id.wrapping_add(1);
                     s.remote_incoming_window -= 1;
+                    tracing::trace!(channel, frame = ?transfer, payload = len, "SEND");
                     write_transfer_in_place(&mut self.output, channel, &transfer, &q.message, len);
                     self.wrote = true;
                     if q.settled {
