@@ -4,15 +4,51 @@
 //! (containers, connections, senders, receivers, delivery outcomes,
 //! listeners) on tokio, `futures` and `tower`.
 //!
+//! ```no_run
+//! use aqueduct::{Message, Outcome};
+//! use futures::StreamExt;
+//!
+//! # async fn run() -> Result<(), aqueduct::Error> {
+//! let conn = aqueduct::connect("amqp://127.0.0.1:5672").await?;
+//! let sender = conn.open_sender("jobs").await?;
+//! let outcome: Outcome = sender.send(Message::from("hello")).await?;
+//! assert!(outcome.is_accepted());
+//!
+//! let mut receiver = conn.open_receiver("jobs").await?;
+//! while let Some(delivery) = receiver.next().await {
+//!     let delivery = delivery?;
+//!     println!("{}", delivery.message().body());
+//!     delivery.accept().await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! Dependencies point one way: `types` <- `frame`/`message` <- `proto` <-
-//! `client`.
+//! `client`/`transport`.
 //!
-//! - [`types`]: the AMQP type system and its encoding; depends on `bytes` only.
-//! - [`message`]: the AMQP message, its sections and their encoding.
+//! - [`types`]: the AMQP type system (`Value`, `Encode`/`Decode`, the total
+//!   `Decoder`, the `composite!` macro for described lists); depends on
+//!   `bytes` only.
+//! - [`frame`]: frame header and protocol headers, the nine performatives
+//!   (one per file), SASL frames, delivery states, termini, transactions, and
+//!   the frame decoder.
+//! - [`message`]: the message, its sections, builder and codec.
+//! - [`proto`]: the sans-IO engine: connection, session and link state
+//!   machines, flow control, delivery and settlement, SASL ANONYMOUS/PLAIN.
+//!   No tokio, no sockets, no clocks; time is passed in.
+//! - [`transport`]: URL parsing and the byte streams under a connection (TCP
+//!   now; TLS plugs in as another [`transport::Io`]).
+//! - `client` (re-exported at the root): the async API: [`Container`],
+//!   [`connect`], [`Connection`], [`Session`], [`Sender`] (`Sink`, `tower::Service`),
+//!   [`Receiver`] (`Stream`), [`Delivery`], [`listen`], [`Listener`],
+//!   [`IncomingConnection`], [`IncomingLink`]. One driver task per
+//!   connection owns the engine and the socket; handles talk to it over a
+//!   channel, and every frame queued in a turn goes out in one write.
 //! - `error`: [`Error`] and [`DecodeError`], each with a `#[non_exhaustive]`
-//!   kind.
+//!   kind; errors carry the AMQP condition and description.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
