@@ -17,8 +17,9 @@
 //! - A sender without a target address (anonymous relay) routes each
 //!   message by its `to`.
 //!
-//! Messages are passed on as the decoded `Message` (the library decodes on
-//! receipt and encodes on send); bodies are not inspected or changed.
+//! Messages are forwarded as the bytes they arrived in
+//! (`Delivery::payload` to `Sender::send_encoded`), never re-encoded: only a
+//! `modified` outcome, which changes the header or annotations, re-encodes.
 //!
 //! Options: `-a HOST:PORT` (default `localhost:5672`; port 0 picks a free
 //! one), `--handshake-timeout-ms N` (default 10000), `--prefetch N`
@@ -27,6 +28,7 @@
 //! `Listening on ADDR` once ready.
 
 use aqueduct::{Connection, IncomingEndpoint, ListenOptions, Message, Outcome, ReceiverOptions};
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -37,10 +39,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-// Publish carries the message by value: most commands are publishes.
-#[allow(clippy::large_enum_variant)]
 enum Cmd {
-    Publish(Message),
+    /// An encoded message.
+    Publish(Bytes),
     Subscribe {
         id: u64,
         sender: aqueduct::Sender,
@@ -91,11 +92,11 @@ struct Consumer {
 
 /// A send in flight: consumer, sequence number, our copy of the message
 /// (none for a browser) and the outcome.
-type InFlight = BoxFuture<'static, (u64, u64, Option<Message>, aqueduct::Result<Outcome>)>;
+type InFlight = BoxFuture<'static, (u64, u64, Option<Bytes>, aqueduct::Result<Outcome>)>;
 
 struct Queue {
-    /// Messages by sequence number, in order.
-    messages: VecDeque<(u64, Message)>,
+    /// Encoded messages by sequence number, in order.
+    messages: VecDeque<(u64, Bytes)>,
     next_seq: u64,
     consumers: Vec<Consumer>,
     /// Round-robin position among the consumers.
@@ -144,7 +145,7 @@ impl Queue {
         &mut self,
         id: u64,
         seq: u64,
-        copy: Option<Message>,
+        copy: Option<Bytes>,
         outcome: aqueduct::Result<Outcome>,
     ) {
         let consumer = self.consumers.iter().position(|c| c.id == id);
@@ -157,7 +158,11 @@ impl Queue {
                 delivery_failed,
                 message_annotations,
                 ..
-            }) => copy.map(|mut m| {
+            }) => copy.map(|bytes| {
+                // The one case that re-encodes: the message changes.
+                let Ok(mut m) = Message::decode(bytes.clone()) else {
+                    return bytes;
+                };
                 if delivery_failed {
                     m.set_delivery_count(m.delivery_count() + 1);
                 }
@@ -166,7 +171,9 @@ impl Queue {
                         m.set_message_annotation(k, v);
                     }
                 }
-                m
+                let mut buf = BytesMut::with_capacity(m.encoded_len());
+                m.encode(&mut buf);
+                buf.freeze()
             }),
             Ok(_) => None, // accepted, rejected or presettled: done with it
             Err(_) => {
@@ -208,7 +215,7 @@ impl Queue {
                 };
                 c.cursor = seq + 1;
                 c.in_flight += 1;
-                let (id, seq, send) = (c.id, *seq, c.sender.send(m.clone()));
+                let (id, seq, send) = (c.id, *seq, c.sender.send_encoded(m.clone()));
                 in_flight.push(Box::pin(async move { (id, seq, None, send.await) }));
             }
         }
@@ -224,7 +231,7 @@ impl Queue {
             let (seq, m) = self.messages.pop_front().expect("not empty");
             let c = &mut self.consumers[i];
             c.in_flight += 1;
-            let (id, send) = (c.id, c.sender.send(m.clone()));
+            let (id, send) = (c.id, c.sender.send_encoded(m.clone()));
             in_flight.push(Box::pin(async move { (id, seq, Some(m), send.await) }));
         }
     }
@@ -260,8 +267,8 @@ async fn serve(broker: Arc<Broker>, conn: Connection) {
                         last = Some((to.to_string(), broker.queue(to, false)));
                     }
                     let q = &last.as_ref().expect("set").1;
-                    // Taking the message accepts it.
-                    let _ = q.send(Cmd::Publish(delivery.into_message()));
+                    // Queued as it arrived; dropping the delivery accepts it.
+                    let _ = q.send(Cmd::Publish(delivery.payload().clone()));
                 }
             });
         } else {

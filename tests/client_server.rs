@@ -369,3 +369,31 @@ async fn sessions_and_close() {
         ErrorKind::Closed | ErrorKind::ConnectionClosed
     ));
 }
+
+#[tokio::test]
+async fn received_bytes_are_forwarded_without_reencoding() {
+    let (client, server) = pair().await;
+    let (sender, mut srv_rx) = sender_link(&client, &server, SenderOptions::new("in"), 10).await;
+    let (mut rx, srv_tx) = receiver_link(&client, &server, ReceiverOptions::new("out")).await;
+    let m = Message::builder()
+        .id("m-1")
+        .subject("forwarded")
+        .application_property("k", 7i32)
+        .body(vec![1u8, 2, 3])
+        .build();
+    let forward = tokio::spawn(async move {
+        let d = srv_rx.next().await.unwrap().unwrap();
+        let payload = d.payload().clone();
+        assert_eq!(
+            aqueduct::Message::decode(payload.clone()).unwrap(),
+            *d.message()
+        );
+        d.accept().await.unwrap();
+        srv_tx.send_encoded(payload).await.unwrap()
+    });
+    assert_eq!(sender.send(m.clone()).await.unwrap(), Outcome::Accepted);
+    let got = rx.next().await.unwrap().unwrap();
+    assert_eq!(got.message(), &m);
+    drop(got);
+    assert_eq!(forward.await.unwrap(), Outcome::Accepted);
+}

@@ -11,8 +11,7 @@ use super::shared::Shared;
 use super::window::Slot;
 use crate::error::{Error, ErrorKind};
 use crate::frame::{AmqpError, Attach, DeliveryState, Open, Role};
-use crate::message::Message;
-use crate::proto::{self, DeliveryId, Event, LinkId, SendId, SessionId};
+use crate::proto::{self, DeliveryId, Event, LinkId, Payload, SendId, SessionId};
 use crate::transport::BoxIo;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -87,7 +86,7 @@ pub(crate) enum Command {
     },
     Send {
         link: LinkId,
-        message: Message,
+        message: Payload,
         settled: bool,
         reply: Option<Reply<Outcome>>,
         permit: Option<Slot>,
@@ -383,7 +382,7 @@ impl Driver {
                 Err(message) => {
                     if let Some(reply) = reply {
                         let e = Error::new(ErrorKind::LinkDetached, "the link is detached");
-                        let _ = reply.send(Err(e.with_message(message)));
+                        let _ = reply.send(Err(e.with_message(message.into_message())));
                     }
                 }
             },
@@ -663,7 +662,7 @@ fn reject_command(cmd: Command, e: Error) {
             message,
             ..
         } => {
-            let _ = reply.send(Err(e.with_message(message)));
+            let _ = reply.send(Err(e.with_message(message.into_message())));
         }
         Command::Detach { reply: Some(r), .. } | Command::Close { reply: Some(r), .. } => {
             let _ = r.send(Ok(()));

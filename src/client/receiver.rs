@@ -153,9 +153,10 @@ impl Receiver {
                         self.consumed = 0;
                     }
                 }
-                match Message::decode(payload) {
+                match Message::decode(payload.clone()) {
                     Ok(message) => Some(Ok(Delivery {
                         message,
+                        payload,
                         tag,
                         remote_settled: settled,
                         handle: (!settled).then(|| self.settle_handle(id)),
@@ -263,6 +264,7 @@ impl Drop for SettleHandle {
 #[derive(Debug)]
 pub struct Delivery {
     message: Message,
+    payload: Bytes,
     tag: Bytes,
     remote_settled: bool,
     handle: Option<SettleHandle>,
@@ -278,6 +280,13 @@ impl Delivery {
     pub fn into_message(self) -> Message {
         let Delivery { message, .. } = self;
         message
+    }
+
+    /// The message as it was encoded on the wire (shared with the decoded
+    /// message's data sections, not copied). Forward it unchanged with
+    /// [`Sender::send_encoded`](crate::Sender::send_encoded).
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
     }
 
     /// The delivery tag the sender chose.

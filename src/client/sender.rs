@@ -9,8 +9,9 @@ use super::window::Window;
 use crate::error::{Error, ErrorKind};
 use crate::frame::{AmqpError, Attach};
 use crate::message::Message;
-use crate::proto::LinkId;
+use crate::proto::{LinkId, Payload};
 use crate::types::Symbol;
+use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{Sink, Stream};
 use std::future::Future;
@@ -92,10 +93,31 @@ impl Sender {
         &self.conn
     }
 
-    fn submit(&self, message: Message) -> OutcomeRx {
+    fn submit(&self, message: Payload) -> OutcomeRx {
         let (reply, rx) = oneshot::channel();
         self.window.submit(message, reply);
         rx
+    }
+
+    /// Sends an already-encoded message (for example
+    /// [`Delivery::payload`](crate::Delivery::payload) of a received one) as
+    /// it is, without decoding or re-encoding it; resolves to its outcome.
+    /// The bytes must be a valid AMQP message encoding: they are not
+    /// checked. Ordering and the in-flight window are as for [`send`](Self::send).
+    pub fn send_encoded(
+        &self,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<Outcome, Error>> + Send + 'static {
+        Self::outcome(self.submit(Payload::Encoded(payload)))
+    }
+
+    async fn outcome(rx: OutcomeRx) -> Result<Outcome, Error> {
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Closed,
+                "the connection closed before the outcome",
+            ))
+        })
     }
 
     /// Sends a message; resolves to its outcome.
@@ -113,15 +135,7 @@ impl Sender {
         &self,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<Outcome, Error>> + Send + 'static {
-        let rx = self.submit(message.into());
-        async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Closed,
-                    "the connection closed before the outcome",
-                ))
-            })
-        }
+        Self::outcome(self.submit(Payload::Message(message.into())))
     }
 
     /// Closes the link (the peer's terminus is closed too).
@@ -172,7 +186,7 @@ impl Sink<Message> for Sender {
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        let rx = self.submit(message);
+        let rx = self.submit(Payload::Message(message));
         self.sink_pending.push(rx);
         Ok(())
     }

@@ -5,8 +5,7 @@
 use super::driver::{Command, Reply};
 use super::outcome::Outcome;
 use crate::error::{Error, ErrorKind};
-use crate::message::Message;
-use crate::proto::LinkId;
+use crate::proto::{LinkId, Payload};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -15,7 +14,7 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 struct State {
     in_flight: usize,
-    backlog: VecDeque<(Message, Reply<Outcome>)>,
+    backlog: VecDeque<(Payload, Reply<Outcome>)>,
     waiters: Vec<Waker>,
 }
 
@@ -68,7 +67,7 @@ impl Window {
 
     /// Sends `message` now if a slot is free, else queues it behind the
     /// others. The outcome (or the message back, on failure) goes to `reply`.
-    pub(crate) fn submit(self: &Arc<Self>, message: Message, reply: Reply<Outcome>) {
+    pub(crate) fn submit(self: &Arc<Self>, message: Payload, reply: Reply<Outcome>) {
         let mut st = self.lock();
         if st.in_flight < self.max && st.backlog.is_empty() {
             st.in_flight += 1;
@@ -95,7 +94,7 @@ impl Window {
 
     /// Hands a message to the driver with this slot; false (and the send
     /// failed with its message given back) if the connection is gone.
-    fn dispatch(self: &Arc<Self>, message: Message, reply: Reply<Outcome>) -> bool {
+    fn dispatch(self: &Arc<Self>, message: Payload, reply: Reply<Outcome>) -> bool {
         let cmd = Command::Send {
             link: self.link,
             message,
@@ -115,7 +114,7 @@ impl Window {
                 {
                     slot.0 = None; // the caller releases the slot, without recursion
                     let e = Error::new(ErrorKind::Closed, "the connection is closed");
-                    let _ = reply.send(Err(e.with_message(message)));
+                    let _ = reply.send(Err(e.with_message(message.into_message())));
                 }
                 false
             }

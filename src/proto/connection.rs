@@ -1026,12 +1026,16 @@ impl Connection {
                 .collect();
             for id in ids {
                 if let Some(u) = s.outgoing_unsettled.remove(&id) {
-                    unsent.push((u.send, u.message));
+                    unsent.push((u.send, u.message.into_message()));
                 }
             }
             s.incoming_unsettled.retain(|_, id| *id != link);
         }
-        unsent.extend(l.queue.into_iter().map(|q| (q.send, q.message)));
+        unsent.extend(
+            l.queue
+                .into_iter()
+                .map(|q| (q.send, q.message.into_message())),
+        );
         Some(unsent)
     }
 
@@ -1043,11 +1047,15 @@ impl Connection {
             out.extend(
                 std::mem::take(&mut s.outgoing_unsettled)
                     .into_values()
-                    .map(|u| (u.send, u.message)),
+                    .map(|u| (u.send, u.message.into_message())),
             );
         }
         for l in self.links.values_mut() {
-            out.extend(l.queue.drain(..).map(|q| (q.send, q.message)));
+            out.extend(
+                l.queue
+                    .drain(..)
+                    .map(|q| (q.send, q.message.into_message())),
+            );
         }
         out
     }
@@ -1083,7 +1091,11 @@ impl Connection {
         let error = AmqpError::new(cond, desc);
         self.detach(link, true, Some(error.clone()));
         if let Some(l) = self.links.get_mut(&link) {
-            let unsent = l.queue.drain(..).map(|q| (q.send, q.message)).collect();
+            let unsent = l
+                .queue
+                .drain(..)
+                .map(|q| (q.send, q.message.into_message()))
+                .collect();
             l.incoming = None;
             self.events.push_back(Event::LinkDetached {
                 link,
@@ -1220,16 +1232,18 @@ impl Connection {
 
     // ---- sending ------------------------------------------------------------
 
-    /// Queues `message` on a sender link; it goes out as soon as there is
-    /// credit, settled (`settled`) or not. The outcome comes as
-    /// [`Event::Outcome`], or [`Event::Sent`] for settled sends.
+    /// Queues `message` (a [`Message`] or already-encoded bytes) on a
+    /// sender link; it goes out as soon as there is credit, settled
+    /// (`settled`) or not. The outcome comes as [`Event::Outcome`], or
+    /// [`Event::Sent`] for settled sends.
     #[allow(clippy::result_large_err)] // the message comes back by value, unboxed
     pub fn send(
         &mut self,
         link: LinkId,
-        message: Message,
+        message: impl Into<Payload>,
         settled: bool,
-    ) -> Result<SendId, Message> {
+    ) -> Result<SendId, Payload> {
+        let message = message.into();
         let id = SendId(self.next_id());
         let Some(l) = self.links.get_mut(&link) else {
             return Err(message);
@@ -1688,7 +1702,7 @@ fn write_transfer_in_place(
     out: &mut BytesMut,
     channel: u16,
     transfer: &Transfer,
-    message: &Message,
+    message: &Payload,
     len: usize,
 ) {
     use bytes::BufMut;

@@ -28,11 +28,52 @@ pub(crate) enum LinkState {
     Detaching,
 }
 
+/// What a send carries: a message to encode, or one already encoded (a
+/// broker forwarding what it received, without re-encoding it).
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// A message, encoded straight into the output buffer when sent.
+    Message(Message),
+    /// The bytes of an encoded message, sent as they are.
+    Encoded(Bytes),
+}
+
+impl Payload {
+    pub(crate) fn encoded_len(&self) -> usize {
+        match self {
+            Payload::Message(m) => m.encoded_len(),
+            Payload::Encoded(b) => b.len(),
+        }
+    }
+
+    pub(crate) fn encode(&self, buf: &mut impl bytes::BufMut) {
+        match self {
+            Payload::Message(m) => m.encode(buf),
+            Payload::Encoded(b) => buf.put_slice(b),
+        }
+    }
+
+    /// The message (decoding encoded bytes; bytes that are not a valid
+    /// message come back as a message with one data section holding them).
+    pub fn into_message(self) -> Message {
+        match self {
+            Payload::Message(m) => m,
+            Payload::Encoded(b) => Message::decode(b.clone()).unwrap_or_else(|_| Message::from(b)),
+        }
+    }
+}
+
+impl From<Message> for Payload {
+    fn from(m: Message) -> Self {
+        Payload::Message(m)
+    }
+}
+
 /// A message waiting for credit.
 #[derive(Debug)]
 pub(crate) struct Queued {
     pub(crate) send: SendId,
-    pub(crate) message: Message,
+    pub(crate) message: Payload,
     pub(crate) settled: bool,
 }
 

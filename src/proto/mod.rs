@@ -19,6 +19,7 @@ mod session;
 pub use config::{Config, PlainAuthenticator, Sasl, Side};
 pub use connection::Connection;
 pub use event::{DeliveryId, Event, LinkId, SendId, SessionId};
+pub use link::Payload;
 
 #[cfg(test)]
 mod tests;

@@ -5,8 +5,8 @@
 //! both sides have sent end.
 
 use super::event::{LinkId, SendId};
+use super::link::Payload;
 use crate::frame::{DeliveryState, Role};
-use crate::message::Message;
 use std::collections::{BTreeMap, HashMap};
 
 /// A message sent unsettled, waiting for its outcome.
@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 pub(crate) struct Unsettled {
     pub(crate) link: LinkId,
     pub(crate) send: SendId,
-    pub(crate) message: Message,
+    pub(crate) message: Payload,
 }
 
 /// A disposition waiting to be written; adjacent ones with the same state
