@@ -397,3 +397,20 @@ async fn received_bytes_are_forwarded_without_reencoding() {
     drop(got);
     assert_eq!(forward.await.unwrap(), Outcome::Accepted);
 }
+
+#[tokio::test]
+async fn listens_on_ipv6_any_and_reports_the_bound_port() {
+    let mut listener = aqueduct::listen("amqp://[::]:0").await.unwrap();
+    let addr = listener.local_addr();
+    assert!(addr.is_ipv6() && addr.port() != 0);
+    let url = format!("amqp://[::1]:{}", addr.port());
+    let (client, server) = tokio::join!(aqueduct::connect(url.as_str()), async {
+        let incoming = listener.next().await.unwrap();
+        assert!(incoming.peer_addr().is_ipv6());
+        assert!(!incoming.remote_container_id().is_empty());
+        incoming.accept().unwrap()
+    });
+    let client = client.unwrap();
+    assert_eq!(client.remote_container_id(), server.container_id());
+    client.close().await.unwrap();
+}

@@ -295,14 +295,10 @@ impl Connection {
                                 // then stop (spec 2.2).
                                 self.answer_with_our_header();
                             }
-                            self.phase = Phase::Done;
-                            self.events.push_back(Event::Closed {
-                                error: Some(AmqpError::new(
-                                    condition::FRAMING_ERROR,
-                                    format!("the peer sent an invalid protocol header {h:02x?}"),
-                                )),
-                                remote: false,
-                            });
+                            self.stop(
+                                condition::FRAMING_ERROR,
+                                format!("the peer sent an invalid protocol header {h:02x?}"),
+                            );
                             return Ok(());
                         }
                     };
@@ -323,16 +319,12 @@ impl Connection {
     fn on_header(&mut self, expect: Option<ProtocolId>, id: ProtocolId) -> Result<(), Fatal> {
         if let Some(want) = expect {
             if want != id {
-                self.phase = Phase::Done;
                 let desc = if want == ProtocolId::Sasl {
                     "the peer does not support SASL".to_string()
                 } else {
                     format!("the peer answered with protocol {id:?} instead of {want:?}")
                 };
-                self.events.push_back(Event::Closed {
-                    error: Some(AmqpError::new(condition::NOT_IMPLEMENTED, desc)),
-                    remote: false,
-                });
+                self.stop(condition::NOT_IMPLEMENTED, desc);
                 return Ok(());
             }
             self.phase = if id == ProtocolId::Sasl {
@@ -367,14 +359,10 @@ impl Connection {
             _ => {
                 // Answer with the header we support, then stop (spec 2.2).
                 self.answer_with_our_header();
-                self.phase = Phase::Done;
-                self.events.push_back(Event::Closed {
-                    error: Some(AmqpError::new(
-                        condition::NOT_IMPLEMENTED,
-                        format!("peer asked for protocol {id:?}, which this server does not offer"),
-                    )),
-                    remote: false,
-                });
+                self.stop(
+                    condition::NOT_IMPLEMENTED,
+                    format!("peer asked for protocol {id:?}, which this server does not offer"),
+                );
             }
         }
         Ok(())
@@ -442,14 +430,7 @@ impl Connection {
                     if ok {
                         self.phase = Phase::Header { expect: None };
                     } else {
-                        self.phase = Phase::Done;
-                        self.events.push_back(Event::Closed {
-                            error: Some(AmqpError::new(
-                                condition::UNAUTHORIZED_ACCESS,
-                                "SASL authentication failed",
-                            )),
-                            remote: false,
-                        });
+                        self.stop(condition::UNAUTHORIZED_ACCESS, "SASL authentication failed");
                     }
                 }
                 SaslStep::Fail(desc) => return fatal(condition::FRAMING_ERROR, desc),
@@ -475,14 +456,20 @@ impl Connection {
                     .failure()
                     .unwrap_or("SASL authentication failed")
                     .to_string();
-                self.phase = Phase::Done;
-                self.events.push_back(Event::Closed {
-                    error: Some(AmqpError::new(condition::UNAUTHORIZED_ACCESS, desc)),
-                    remote: false,
-                });
+                self.stop(condition::UNAUTHORIZED_ACCESS, desc);
             }
         }
         Ok(())
+    }
+
+    /// Stops reading without an AMQP close (before AMQP frames flow: bad
+    /// headers, failed SASL), reporting the condition.
+    fn stop(&mut self, cond: Symbol, desc: impl Into<String>) {
+        self.phase = Phase::Done;
+        self.events.push_back(Event::Closed {
+            error: Some(AmqpError::new(cond, desc)),
+            remote: false,
+        });
     }
 
     /// Closes the connection because the peer broke the protocol: sends

@@ -30,6 +30,9 @@ pub(crate) enum LinkState {
 
 /// What a send carries: a message to encode, or one already encoded (a
 /// broker forwarding what it received, without re-encoding it).
+// Not boxed: the message variant is the common one, and boxing it would
+// cost an allocation per send.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Payload {
     /// A message, encoded straight into the output buffer when sent.
