@@ -173,10 +173,7 @@ impl Decode for MessageId {
             STR8 | STR32 => String::decode(d).map(MessageId::String),
             UUID => {
                 d.read_u8()?;
-                let b = d.read_bytes(16)?;
-                let mut u = [0u8; 16];
-                u.copy_from_slice(&b);
-                Ok(MessageId::Uuid(Uuid(u)))
+                d.read_array().map(|u| MessageId::Uuid(Uuid(u)))
             }
             found => Err(DecodeError::new(DecodeErrorKind::UnexpectedType {
                 expected: "message-id",
@@ -196,8 +193,8 @@ pub(crate) fn put_section_descriptor(buf: &mut impl BufMut, code: u64) {
 /// undescribed values are errors.
 pub(crate) fn read_section_code(d: &mut Decoder) -> Result<u64, DecodeError> {
     // Fast path: the `0x00 0x53 code` form every implementation sends.
-    if let &[0x00, 0x53, code @ 0x70..=0x78, ..] = &d.rest()[..] {
-        d.read_bytes(3)?;
+    if let &[0x00, 0x53, code @ 0x70..=0x78, ..] = d.rest() {
+        d.skip(3)?;
         return Ok(code as u64);
     }
     match d.read_descriptor()? {

@@ -57,17 +57,17 @@ macro_rules! composite {
             pub(crate) fn decode_fields(
                 d: &mut $crate::types::Decoder,
             ) -> ::std::result::Result<Self, $crate::DecodeError> {
-                let mut h = $crate::types::decode_list_header(d)?;
+                let h = $crate::types::decode_list_header(d)?;
                 let mut i = 0usize;
                 $(
-                    let $field: $ty = composite!(@decode $kind h, i, stringify!($field), $ty $(, $default)?);
+                    let $field: $ty = composite!(@decode $kind d, h, i, stringify!($field), $ty $(, $default)?);
                     i += 1;
                 )*
                 while i < h.count {
-                    h.items.skip_value()?;
+                    d.skip_value()?;
                     i += 1;
                 }
-                h.items.finish()?;
+                h.end(d)?;
                 Ok($name { $( $field, )* })
             }
         }
@@ -121,26 +121,26 @@ macro_rules! composite {
     (@is_null opt $v:expr) => { $v.is_none() };
     (@is_null def $v:expr, $default:expr) => { $v == $default };
 
-    (@decode req $h:ident, $i:ident, $name:expr, $ty:ty) => {
-        if $i < $h.count && $h.items.peek_u8()? != 0x40 {
-            <$ty as $crate::types::Decode>::decode(&mut $h.items)?
+    (@decode req $d:ident, $h:ident, $i:ident, $name:expr, $ty:ty) => {
+        if $i < $h.count && $d.peek_u8()? != 0x40 {
+            <$ty as $crate::types::Decode>::decode($d)?
         } else {
             return Err($crate::DecodeError::new($crate::DecodeErrorKind::MissingField($name)));
         }
     };
-    (@decode opt $h:ident, $i:ident, $name:expr, $ty:ty) => {
+    (@decode opt $d:ident, $h:ident, $i:ident, $name:expr, $ty:ty) => {
         if $i < $h.count {
-            <$ty as $crate::types::Decode>::decode(&mut $h.items)?
+            <$ty as $crate::types::Decode>::decode($d)?
         } else {
             None
         }
     };
-    (@decode def $h:ident, $i:ident, $name:expr, $ty:ty, $default:expr) => {
-        if $i < $h.count && $h.items.peek_u8()? != 0x40 {
-            <$ty as $crate::types::Decode>::decode(&mut $h.items)?
+    (@decode def $d:ident, $h:ident, $i:ident, $name:expr, $ty:ty, $default:expr) => {
+        if $i < $h.count && $d.peek_u8()? != 0x40 {
+            <$ty as $crate::types::Decode>::decode($d)?
         } else {
             if $i < $h.count {
-                $h.items.skip_value()?;
+                $d.skip_value()?;
             }
             $default
         }

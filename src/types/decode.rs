@@ -32,9 +32,19 @@ impl Default for Limits {
 }
 
 /// A cursor over AMQP-encoded bytes.
+///
+/// The decoder reads a window `pos..end` of one shared `Bytes`. Compounds
+/// (lists, maps, arrays, composites) are decoded in place by narrowing the
+/// window to the compound's size and widening it again once every item has
+/// been read, so nesting costs no reference-count traffic; only binary values
+/// take a (zero-copy) slice of the input.
 #[derive(Clone, Debug)]
 pub struct Decoder {
     buf: Bytes,
+    /// Next byte to read. Invariant: `pos <= end <= buf.len()`.
+    pos: usize,
+    /// End of the current window (the innermost compound being read).
+    end: usize,
     limits: Limits,
     depth: u32,
 }
@@ -45,6 +55,10 @@ fn err<T>(kind: DecodeErrorKind) -> Result<T> {
     Err(DecodeError::new(kind))
 }
 
+/// Where the enclosing window ends, saved while a compound is read in place.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Outer(usize);
+
 impl Decoder {
     /// A decoder over `buf` with the default [`Limits`].
     pub fn new(buf: Bytes) -> Self {
@@ -53,107 +67,160 @@ impl Decoder {
 
     /// A decoder over `buf` with the given limits.
     pub fn with_limits(buf: Bytes, limits: Limits) -> Self {
+        let end = buf.len();
         Decoder {
             buf,
+            pos: 0,
+            end,
             limits,
             depth: 0,
         }
     }
 
     /// Bytes not yet read.
+    #[inline]
     pub fn remaining(&self) -> usize {
-        self.buf.len()
+        self.end - self.pos
     }
 
     /// Whether every byte has been read.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.pos == self.end
     }
 
     /// The bytes not yet read, consuming the decoder.
     pub fn into_rest(self) -> Bytes {
-        self.buf
+        let mut b = self.buf;
+        b.truncate(self.end);
+        b.advance(self.pos);
+        b
     }
 
     /// The bytes not yet read.
-    pub fn rest(&self) -> &Bytes {
-        &self.buf
+    pub fn rest(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
     }
 
     /// Fails with [`DecodeErrorKind::TrailingBytes`] unless every byte has
     /// been read.
     pub fn finish(&self) -> Result<()> {
-        if self.buf.is_empty() {
+        if self.is_empty() {
             Ok(())
         } else {
-            err(DecodeErrorKind::TrailingBytes(self.buf.len()))
+            err(DecodeErrorKind::TrailingBytes(self.remaining()))
         }
     }
 
     /// The next byte, without consuming it.
+    #[inline]
     pub fn peek_u8(&self) -> Result<u8> {
-        match self.buf.first() {
-            Some(b) => Ok(*b),
+        if self.pos < self.end {
+            if let Some(&b) = self.buf.get(self.pos) {
+                return Ok(b);
+            }
+        }
+        err(DecodeErrorKind::Truncated)
+    }
+
+    /// The next `n` bytes, consumed, borrowed from the input.
+    #[inline]
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if n > self.remaining() {
+            return err(DecodeErrorKind::Truncated);
+        }
+        let start = self.pos;
+        self.pos += n;
+        match self.buf.get(start..self.pos) {
+            Some(s) => Ok(s),
             None => err(DecodeErrorKind::Truncated),
         }
     }
 
-    fn need(&self, n: usize) -> Result<()> {
-        if self.buf.len() < n {
-            err(DecodeErrorKind::Truncated)
-        } else {
-            Ok(())
+    #[inline]
+    pub(crate) fn read_array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        match <[u8; N]>::try_from(self.take(N)?) {
+            Ok(a) => Ok(a),
+            Err(_) => err(DecodeErrorKind::Truncated),
         }
     }
 
+    #[inline]
     pub(crate) fn read_u8(&mut self) -> Result<u8> {
-        self.need(1)?;
-        Ok(self.buf.get_u8())
+        let b = self.peek_u8()?;
+        self.pos += 1;
+        Ok(b)
     }
 
+    #[inline]
     pub(crate) fn read_u16(&mut self) -> Result<u16> {
-        self.need(2)?;
-        Ok(self.buf.get_u16())
+        self.read_array().map(u16::from_be_bytes)
     }
 
+    #[inline]
     pub(crate) fn read_u32(&mut self) -> Result<u32> {
-        self.need(4)?;
-        Ok(self.buf.get_u32())
+        self.read_array().map(u32::from_be_bytes)
     }
 
+    #[inline]
     pub(crate) fn read_u64(&mut self) -> Result<u64> {
-        self.need(8)?;
-        Ok(self.buf.get_u64())
+        self.read_array().map(u64::from_be_bytes)
     }
 
-    fn read_array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        self.need(N)?;
-        let mut a = [0u8; N];
-        self.buf.copy_to_slice(&mut a);
-        Ok(a)
-    }
-
-    /// Takes the next `n` bytes without copying.
-    pub(crate) fn read_bytes(&mut self, n: usize) -> Result<Bytes> {
+    fn check_size(&self, n: usize) -> Result<()> {
         if n > self.limits.max_size {
             return err(DecodeErrorKind::TooLarge {
                 size: n,
                 limit: self.limits.max_size,
             });
         }
-        self.need(n)?;
-        Ok(self.buf.split_to(n))
+        Ok(())
     }
 
-    /// A decoder over the next `n` bytes, one level deeper, consuming them
-    /// from this one.
-    fn sub(&mut self, n: usize) -> Result<Decoder> {
-        let buf = self.read_bytes(n)?;
-        Ok(Decoder {
-            buf,
-            limits: self.limits,
-            depth: self.depth,
-        })
+    /// Takes the next `n` bytes without copying.
+    pub(crate) fn read_bytes(&mut self, n: usize) -> Result<Bytes> {
+        self.check_size(n)?;
+        if n > self.remaining() {
+            return err(DecodeErrorKind::Truncated);
+        }
+        let start = self.pos;
+        self.pos += n;
+        Ok(self.buf.slice(start..self.pos))
+    }
+
+    /// Skips the next `n` bytes.
+    pub(crate) fn skip(&mut self, n: usize) -> Result<()> {
+        self.check_size(n)?;
+        self.take(n).map(drop)
+    }
+
+    /// Reads the next `n` bytes (a string or symbol's), size-checked.
+    #[inline]
+    fn read_sized(&mut self, n: usize) -> Result<&[u8]> {
+        self.check_size(n)?;
+        self.take(n)
+    }
+
+    /// Narrows the window to the next `size` bytes, one level deeper, and
+    /// returns what [`leave`](Self::leave) needs to widen it again.
+    fn enter_window(&mut self, size: usize) -> Result<Outer> {
+        self.check_size(size)?;
+        if size > self.remaining() {
+            return err(DecodeErrorKind::Truncated);
+        }
+        let outer = Outer(self.end);
+        self.end = self.pos + size;
+        self.enter()?;
+        Ok(outer)
+    }
+
+    /// Leaves a compound entered with [`enter_window`](Self::enter_window):
+    /// fails unless all its bytes have been read.
+    pub(crate) fn leave(&mut self, outer: Outer) -> Result<()> {
+        self.finish()?;
+        self.end = outer.0;
+        self.depth -= 1;
+        Ok(())
     }
 
     fn enter(&mut self) -> Result<()> {
@@ -165,6 +232,7 @@ impl Decoder {
     }
 
     /// Reads a variable-width size for `code8`/`code32` constructors.
+    #[inline]
     fn read_var_len(&mut self, code: u8, code8: u8) -> Result<usize> {
         if code == code8 {
             Ok(self.read_u8()? as usize)
@@ -202,14 +270,14 @@ impl Decoder {
             return Ok(());
         }
         if let Some(w) = fixed_width(code) {
-            return self.read_bytes(w).map(drop);
+            return self.skip(w);
         }
         let n = match code {
             VBIN8 | STR8 | SYM8 | LIST8 | MAP8 | ARRAY8 => self.read_u8()? as usize,
             VBIN32 | STR32 | SYM32 | LIST32 | MAP32 | ARRAY32 => self.read_u32()? as usize,
             c => return err(DecodeErrorKind::InvalidConstructor(c)),
         };
-        self.read_bytes(n).map(drop)
+        self.skip(n)
     }
 
     /// If the next value is described, reads and returns its descriptor;
@@ -249,8 +317,7 @@ impl Decoder {
 
     fn read_string_body(&mut self, code: u8) -> Result<String> {
         let n = self.read_var_len(code, STR8)?;
-        let b = self.read_bytes(n)?;
-        match std::str::from_utf8(&b) {
+        match std::str::from_utf8(self.read_sized(n)?) {
             Ok(s) => Ok(s.to_owned()),
             Err(_) => err(DecodeErrorKind::InvalidUtf8),
         }
@@ -258,19 +325,20 @@ impl Decoder {
 
     fn read_symbol_body(&mut self, code: u8) -> Result<Symbol> {
         let n = self.read_var_len(code, SYM8)?;
-        let b = self.read_bytes(n)?;
+        let b = self.read_sized(n)?;
         if !b.is_ascii() {
             return err(DecodeErrorKind::InvalidSymbol);
         }
-        match std::str::from_utf8(&b) {
+        match std::str::from_utf8(b) {
             Ok(s) => Ok(Symbol::from(s.to_owned())),
             Err(_) => err(DecodeErrorKind::InvalidSymbol),
         }
     }
 
-    /// Reads a compound's size and count and returns a decoder over exactly
-    /// its items, checking the count against the bytes that hold them.
-    fn read_compound(&mut self, code: u8, code8: u8) -> Result<(Decoder, usize)> {
+    /// Reads a compound's size and count and narrows the window to exactly
+    /// its items, one level deeper; the caller reads them and then calls
+    /// [`leave`](Self::leave) with the returned [`Outer`].
+    fn read_compound(&mut self, code: u8, code8: u8) -> Result<(Outer, usize)> {
         let (size, count_len) = if code == code8 {
             (self.read_u8()? as usize, 1)
         } else {
@@ -279,14 +347,13 @@ impl Decoder {
         if size < count_len {
             return err(DecodeErrorKind::InvalidLength);
         }
-        let mut sub = self.sub(size)?;
+        let outer = self.enter_window(size)?;
         let count = if count_len == 1 {
-            sub.read_u8()? as usize
+            self.read_u8()? as usize
         } else {
-            sub.read_u32()? as usize
+            self.read_u32()? as usize
         };
-        sub.enter()?;
-        Ok((sub, count))
+        Ok((outer, count))
     }
 
     /// Decodes the body of a value whose constructor was `code`.
@@ -329,35 +396,35 @@ impl Decoder {
             SYM8 | SYM32 => Value::Symbol(self.read_symbol_body(code)?),
             LIST0 => Value::List(Vec::new()),
             LIST8 | LIST32 => {
-                let (mut sub, count) = self.read_compound(code, LIST8)?;
-                if count > sub.remaining() {
+                let (outer, count) = self.read_compound(code, LIST8)?;
+                if count > self.remaining() {
                     return err(DecodeErrorKind::InvalidLength);
                 }
                 let mut items = Vec::with_capacity(count);
                 for _ in 0..count {
-                    items.push(sub.read_value()?);
+                    items.push(self.read_value()?);
                 }
-                sub.finish()?;
+                self.leave(outer)?;
                 Value::List(items)
             }
             MAP8 | MAP32 => {
-                let (mut sub, count) = self.read_compound(code, MAP8)?;
-                if count % 2 != 0 || count > sub.remaining() {
+                let (outer, count) = self.read_compound(code, MAP8)?;
+                if count % 2 != 0 || count > self.remaining() {
                     return err(DecodeErrorKind::InvalidLength);
                 }
                 let mut entries = Vec::with_capacity(count / 2);
                 for _ in 0..count / 2 {
-                    let k = sub.read_value()?;
-                    let v = sub.read_value()?;
+                    let k = self.read_value()?;
+                    let v = self.read_value()?;
                     entries.push((k, v));
                 }
-                sub.finish()?;
+                self.leave(outer)?;
                 Value::Map(Map(entries))
             }
             ARRAY8 | ARRAY32 => {
-                let (mut sub, count) = self.read_compound(code, ARRAY8)?;
-                let array = sub.read_array_body(count)?;
-                sub.finish()?;
+                let (outer, count) = self.read_compound(code, ARRAY8)?;
+                let array = self.read_array_body(count)?;
+                self.leave(outer)?;
                 Value::Array(array)
             }
             c => return err(DecodeErrorKind::InvalidConstructor(c)),
@@ -406,27 +473,44 @@ pub(crate) fn normalize_code(code: u8) -> u8 {
     }
 }
 
-/// A list's header: how many items follow, and a decoder over exactly them.
+/// A list's header: how many items follow. The decoder's window is narrowed
+/// to exactly the items until [`end`](Self::end) is called.
 #[derive(Debug)]
 pub(crate) struct ListHeader {
     pub(crate) count: usize,
-    pub(crate) items: Decoder,
+    /// `None` for `list0`, which has no window to leave.
+    outer: Option<Outer>,
 }
 
-/// Reads a list constructor and header (list0, list8 or list32).
+impl ListHeader {
+    /// Ends the list: fails unless every byte of its items has been read,
+    /// and widens the decoder's window back to the enclosing one.
+    pub(crate) fn end(self, d: &mut Decoder) -> Result<()> {
+        match self.outer {
+            Some(outer) => d.leave(outer),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads a list constructor and header (list0, list8 or list32). The items
+/// are then read from `d` itself, and [`ListHeader::end`] closes the list.
 pub(crate) fn decode_list_header(d: &mut Decoder) -> Result<ListHeader> {
     let code = d.read_u8()?;
     match code {
         LIST0 => Ok(ListHeader {
             count: 0,
-            items: Decoder::with_limits(Bytes::new(), d.limits),
+            outer: None,
         }),
         LIST8 | LIST32 => {
-            let (items, count) = d.read_compound(code, LIST8)?;
-            if count > items.remaining() {
+            let (outer, count) = d.read_compound(code, LIST8)?;
+            if count > d.remaining() {
                 return err(DecodeErrorKind::InvalidLength);
             }
-            Ok(ListHeader { count, items })
+            Ok(ListHeader {
+                count,
+                outer: Some(outer),
+            })
         }
         c => err(DecodeErrorKind::UnexpectedType {
             expected: "list",

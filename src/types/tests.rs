@@ -149,3 +149,47 @@ fn binary_borrows_from_input() {
     let v = Decoder::new(input).read_value().unwrap();
     assert_eq!(v.as_binary().unwrap().as_ptr(), ptr.wrapping_add(2));
 }
+
+#[test]
+fn compounds_are_read_within_their_size() {
+    // A list8 of size 3 whose string item runs past the list's end (the
+    // bytes are in the input, but not in the list).
+    let e = dec(&[0xc0, 3, 1, 0xa1, 3, b'a', b'b', b'c']).unwrap_err();
+    assert_eq!(e.kind(), &DecodeErrorKind::Truncated);
+    // A list8 with a byte left over after its one item.
+    let e = dec(&[0xc0, 3, 1, 0x40, 0x40]).unwrap_err();
+    assert_eq!(e.kind(), &DecodeErrorKind::TrailingBytes(1));
+    // A map whose size ends inside its last value.
+    let e = dec(&[0xc1, 3, 2, 0x40, 0x54, 7]).unwrap_err();
+    assert_eq!(e.kind(), &DecodeErrorKind::Truncated);
+
+    // After a compound the decoder reads on from its end, and what is left
+    // is exactly the bytes after it.
+    let mut d = Decoder::new(Bytes::from_static(&[
+        0xc0, 5, 2, 0xc0, 1, 0, 0x41, 0x54, 9, 0xaa,
+    ]));
+    assert_eq!(
+        d.read_value().unwrap(),
+        Value::List(vec![Value::List(vec![]), Value::Boolean(true)])
+    );
+    assert_eq!(d.rest(), &[0x54, 9, 0xaa]);
+    assert_eq!(d.read_value().unwrap(), Value::Int(9));
+    assert_eq!(d.remaining(), 1);
+    assert_eq!(&d.into_rest()[..], &[0xaa]);
+}
+
+#[test]
+fn leaving_a_compound_restores_the_depth() {
+    // A list of two values each nested 40 deep: each is within the limit
+    // of 64, and only their sum is not.
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(Value::Null, |v, _| Value::List(vec![v]))
+    }
+    let v = Value::List(vec![nested(40), nested(40)]);
+    assert_eq!(dec(&enc(&v)).unwrap(), v);
+    let too_deep = Value::List(vec![nested(64)]);
+    assert_eq!(
+        dec(&enc(&too_deep)).unwrap_err().kind(),
+        &DecodeErrorKind::TooDeep(64)
+    );
+}
