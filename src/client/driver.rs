@@ -583,21 +583,22 @@ impl Driver {
                 ..
             } => {
                 self.shared.messages_in.fetch_add(1, Ordering::Relaxed);
-                match self.receivers.get(&delivery.link) {
-                    Some(tx) => {
-                        let _ = tx.send(RecvItem::Delivery {
-                            id: delivery,
-                            tag,
-                            settled,
-                            payload,
-                        });
-                    }
-                    None => {
-                        // No receiver (it was dropped): give the message back.
-                        if !settled {
-                            self.engine
-                                .settle(delivery, Some(DeliveryState::Released), true);
-                        }
+                let item = RecvItem::Delivery {
+                    id: delivery,
+                    tag,
+                    settled,
+                    payload,
+                };
+                let delivered = match self.receivers.get(&delivery.link) {
+                    Some(tx) => tx.send(item).is_ok(),
+                    None => false,
+                };
+                if !delivered {
+                    // The receiver is gone: give the message back.
+                    self.receivers.remove(&delivery.link);
+                    if !settled {
+                        self.engine
+                            .settle(delivery, Some(DeliveryState::Released), true);
                     }
                 }
             }

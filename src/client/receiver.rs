@@ -190,6 +190,17 @@ impl Receiver {
     }
 }
 
+/// Dropping a receiver closes its link (unless it was closed or detached
+/// already); deliveries still on their way are released by the driver. To
+/// keep a durable subscription, call [`Receiver::detach`] first.
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if !self.done && !self.closing {
+            self.conn.detach_link(self.link, true, None);
+        }
+    }
+}
+
 impl Stream for Receiver {
     type Item = Result<Delivery, Error>;
 

@@ -41,6 +41,19 @@ impl Drop for Slot {
     }
 }
 
+/// The last sender clone and the last in-flight send are gone: close the
+/// link.
+impl Drop for Window {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::Detach {
+            link: self.link,
+            closed: true,
+            error: None,
+            reply: None,
+        });
+    }
+}
+
 impl Window {
     pub(crate) fn new(
         max: usize,

@@ -564,6 +564,7 @@ impl Connection {
         if !self.open_sent {
             self.write_open();
         }
+        self.flush_dispositions();
         self.write_frame(0, &Close { error }, &[]);
         self.close_sent = true;
     }
@@ -729,6 +730,8 @@ impl Connection {
 
     /// Ends a session, with an error if given.
     pub fn end(&mut self, session: SessionId, error: Option<AmqpError>) {
+        // Settlements made before the end go out before it.
+        self.flush_dispositions();
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
@@ -986,6 +989,8 @@ impl Connection {
         }
         l.state = LinkState::Detaching;
         let (handle, sid) = (l.handle, l.session);
+        // Settlements made before the detach go out before it.
+        self.flush_dispositions();
         let channel = self.sessions[&sid].channel;
         let detach = Detach {
             handle,

@@ -644,3 +644,25 @@ fn incoming_links_are_bounded() {
         Event::SessionEnded { error: Some(err), .. } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
     )));
 }
+
+#[test]
+fn settlements_go_out_before_a_detach_in_the_same_turn() {
+    let mut p = Pair::plain();
+    let (sender, receiver) = p.link(5);
+    let id = p.client.send(sender, Message::from("x"), false).unwrap();
+    p.run();
+    let got = p.deliveries();
+    p.server
+        .settle(got[0].0, Some(DeliveryState::Accepted), true);
+    p.server.detach(receiver, true, None);
+    p.run();
+    let outcome = p
+        .client_events
+        .iter()
+        .position(|e| matches!(e, Event::Outcome { send, .. } if *send == id));
+    let detach = p
+        .client_events
+        .iter()
+        .position(|e| matches!(e, Event::LinkDetached { .. }));
+    assert!(outcome.unwrap() < detach.unwrap());
+}
