@@ -330,7 +330,10 @@ impl Decoder {
             return err(DecodeErrorKind::InvalidSymbol);
         }
         match std::str::from_utf8(b) {
-            Ok(s) => Ok(Symbol::from(s.to_owned())),
+            Ok(s) => Ok(match well_known_symbol(s) {
+                Some(s) => Symbol::from_static(s),
+                None => Symbol::from(s.to_owned()),
+            }),
             Err(_) => err(DecodeErrorKind::InvalidSymbol),
         }
     }
@@ -453,6 +456,90 @@ impl Decoder {
             items,
         })
     }
+}
+
+/// Declares `well_known_symbol`, which maps a symbol's text to the same text
+/// with a static lifetime if it is one of `$s`.
+macro_rules! well_known_symbols {
+    ($($s:literal),* $(,)?) => {
+        /// The static copy of `s` if it is a symbol peers send often, so
+        /// that decoding it does not allocate.
+        fn well_known_symbol(s: &str) -> Option<&'static str> {
+            match s {
+                $( $s => Some($s), )*
+                _ => None,
+            }
+        }
+    };
+}
+
+well_known_symbols! {
+    // Content types and encodings (properties).
+    "application/octet-stream",
+    "application/json",
+    "text/plain",
+    "text/plain;charset=utf-8",
+    "application/x-java-serialized-object",
+    "gzip",
+    // Message annotations set by common brokers and clients.
+    "x-opt-jms-msg-type",
+    "x-opt-jms-dest",
+    "x-opt-jms-reply-to",
+    "x-opt-to",
+    "x-opt-delivery-time",
+    "x-opt-delivery-delay",
+    "x-opt-enqueued-time",
+    "x-opt-sequence-number",
+    "x-opt-offset",
+    "x-opt-partition-key",
+    "x-opt-locked-until",
+    "x-opt-scheduled-enqueue-time",
+    "x-opt-routing-key",
+    // SASL mechanisms.
+    "PLAIN",
+    "ANONYMOUS",
+    "EXTERNAL",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-512",
+    // Capabilities and terminus properties.
+    "ANONYMOUS-RELAY",
+    "DELAYED_DELIVERY",
+    "SHARED-SUBS",
+    "sole-connection-for-container",
+    "queue",
+    "topic",
+    "shared",
+    "global",
+    "product",
+    "version",
+    "platform",
+    // Error conditions (spec 2.8.15 - 2.8.18).
+    "amqp:internal-error",
+    "amqp:not-found",
+    "amqp:unauthorized-access",
+    "amqp:decode-error",
+    "amqp:resource-limit-exceeded",
+    "amqp:not-allowed",
+    "amqp:invalid-field",
+    "amqp:not-implemented",
+    "amqp:resource-locked",
+    "amqp:precondition-failed",
+    "amqp:resource-deleted",
+    "amqp:illegal-state",
+    "amqp:frame-size-too-small",
+    "amqp:connection:forced",
+    "amqp:connection:framing-error",
+    "amqp:connection:redirect",
+    "amqp:session:window-violation",
+    "amqp:session:errant-link",
+    "amqp:session:handle-in-use",
+    "amqp:session:unattached-handle",
+    "amqp:link:detach-forced",
+    "amqp:link:transfer-limit-exceeded",
+    "amqp:link:message-size-exceeded",
+    "amqp:link:redirect",
+    "amqp:link:stolen",
 }
 
 /// The widest format code of the type that `code` encodes.

@@ -193,3 +193,19 @@ fn leaving_a_compound_restores_the_depth() {
         &DecodeErrorKind::TooDeep(64)
     );
 }
+
+#[test]
+fn well_known_symbols_decode_without_allocating() {
+    let mut b = vec![0xa3, 24];
+    b.extend_from_slice(b"application/octet-stream");
+    let Value::Symbol(s) = dec(&b).unwrap() else {
+        panic!("not a symbol")
+    };
+    assert_eq!(s.as_str(), "application/octet-stream");
+    assert!(s.is_static());
+    let Value::Symbol(s) = dec(&[0xa3, 3, b'x', b'-', b'y']).unwrap() else {
+        panic!("not a symbol")
+    };
+    assert_eq!(s.as_str(), "x-y");
+    assert!(!s.is_static());
+}
