@@ -912,8 +912,10 @@ impl Connection {
             return self.session_error(sid, condition::HANDLE_IN_USE, d);
         }
         if a.handle > (self.config.max_links_per_session.max(1) - 1) as u32 {
-            let d = format!("handle {} exceeds handle-max", a.handle);
-            return self.session_error(sid, condition::RESOURCE_LIMIT_EXCEEDED, d);
+            // The peer ignores the handle-max we announced: an abusive peer,
+            // so the whole connection goes, not only the session.
+            let d = format!("handle {} exceeds the handle-max we announced", a.handle);
+            return fatal(condition::RESOURCE_LIMIT_EXCEEDED, d);
         }
         // An answer to one of our attaches: same name, opposite role.
         let ours = s.handles.values().copied().find(|id| {
@@ -938,9 +940,8 @@ impl Connection {
             }
             None => {
                 if s.handles.len() >= self.config.max_links_per_session {
-                    s.remote_handles.remove(&a.handle);
                     let d = format!("more than {} links", self.config.max_links_per_session);
-                    return self.session_error(sid, condition::RESOURCE_LIMIT_EXCEEDED, d);
+                    return fatal(condition::RESOURCE_LIMIT_EXCEEDED, d);
                 }
                 let Some(handle) = s.free_handle() else {
                     s.remote_handles.remove(&a.handle);

@@ -641,7 +641,7 @@ fn incoming_links_are_bounded() {
     );
     assert!(p.client_events.iter().any(|e| matches!(
         e,
-        Event::SessionEnded { error: Some(err), .. } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
+        Event::Closed { error: Some(err), remote: true } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
     )));
 }
 
