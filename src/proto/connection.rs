@@ -1315,14 +1315,8 @@ impl Connection {
             }
             self.pump_link(id);
             self.finish_drain(id);
+            // Still able to send (blocked by the session window): stays ready.
             self.mark_ready(id);
-            // A link still ready here is blocked by the session window.
-            if self.links.get(&id).is_some_and(|l| l.in_ready) {
-                let sid = self.links[&id].session;
-                if self.sessions[&sid].remote_incoming_window == 0 {
-                    continue;
-                }
-            }
         }
     }
 

@@ -273,10 +273,8 @@ impl Encode for Symbol {
 pub(crate) const fn list_header_len(count: usize, size: usize) -> usize {
     if count == 0 {
         1
-    } else if size < 255 && count <= 255 {
-        3
     } else {
-        9
+        compound_header_len(count, size)
     }
 }
 
@@ -285,16 +283,14 @@ pub(crate) const fn list_header_len(count: usize, size: usize) -> usize {
 pub(crate) fn encode_list_header(buf: &mut impl BufMut, count: usize, size: usize) {
     if count == 0 {
         buf.put_u8(LIST0);
-    } else if size < 255 && count <= 255 {
-        buf.put_slice(&[LIST8, (size + 1) as u8, count as u8]);
     } else {
-        buf.put_u8(LIST32);
-        buf.put_u32((size + 4) as u32);
-        buf.put_u32(count as u32);
+        encode_compound_header(buf, LIST8, LIST32, count, size);
     }
 }
 
-fn map_header_len(count: usize, size: usize) -> usize {
+/// The size of a compound (list, map, array) header: the 8-bit form when
+/// both `count` and the `size` of what follows fit, else the 32-bit form.
+const fn compound_header_len(count: usize, size: usize) -> usize {
     if size < 255 && count <= 255 {
         3
     } else {
@@ -302,11 +298,13 @@ fn map_header_len(count: usize, size: usize) -> usize {
     }
 }
 
-fn encode_map_header(buf: &mut impl BufMut, count: usize, size: usize) {
+/// Writes a compound header with the 8-bit (`code8`) or 32-bit (`code32`)
+/// constructor, whichever [`compound_header_len`] chose.
+fn encode_compound_header(buf: &mut impl BufMut, code8: u8, code32: u8, count: usize, size: usize) {
     if size < 255 && count <= 255 {
-        buf.put_slice(&[MAP8, (size + 1) as u8, count as u8]);
+        buf.put_slice(&[code8, (size + 1) as u8, count as u8]);
     } else {
-        buf.put_u8(MAP32);
+        buf.put_u8(code32);
         buf.put_u32((size + 4) as u32);
         buf.put_u32(count as u32);
     }
@@ -348,11 +346,11 @@ fn map_content_len(m: &Map) -> usize {
 impl Encode for Map {
     fn encoded_len(&self) -> usize {
         let size = map_content_len(self);
-        map_header_len(self.0.len() * 2, size) + size
+        compound_header_len(self.0.len() * 2, size) + size
     }
     fn encode(&self, buf: &mut impl BufMut) {
         let size = map_content_len(self);
-        encode_map_header(buf, self.0.len() * 2, size);
+        encode_compound_header(buf, MAP8, MAP32, self.0.len() * 2, size);
         for (k, v) in &self.0 {
             k.encode(buf);
             v.encode(buf);
@@ -562,21 +560,11 @@ fn encode_array_body(a: &Array, buf: &mut impl BufMut) {
 impl Encode for Array {
     fn encoded_len(&self) -> usize {
         let body = array_body_len(self);
-        if body < 255 && self.items.len() <= 255 {
-            3 + body
-        } else {
-            9 + body
-        }
+        compound_header_len(self.items.len(), body) + body
     }
     fn encode(&self, buf: &mut impl BufMut) {
         let body = array_body_len(self);
-        if body < 255 && self.items.len() <= 255 {
-            buf.put_slice(&[ARRAY8, (body + 1) as u8, self.items.len() as u8]);
-        } else {
-            buf.put_u8(ARRAY32);
-            buf.put_u32((body + 4) as u32);
-            buf.put_u32(self.items.len() as u32);
-        }
+        encode_compound_header(buf, ARRAY8, ARRAY32, self.items.len(), body);
         encode_array_body(self, buf);
     }
 }
@@ -658,29 +646,23 @@ impl Encode for Value {
 
 /// A `multiple` symbol field (capabilities, outcomes, locales): encoded as an
 /// array of symbols.
+/// Whether every symbol fits the 8-bit element form, and the array body
+/// size (element constructor and elements).
+fn symbol_array_layout(symbols: &[Symbol]) -> (bool, usize) {
+    let small = symbols.iter().all(|s| s.len() <= 255);
+    let width = if small { 1 } else { 4 };
+    let body = 1 + symbols.iter().map(|s| width + s.len()).sum::<usize>();
+    (small, body)
+}
+
 impl Encode for Vec<Symbol> {
     fn encoded_len(&self) -> usize {
-        let body: usize = self.iter().map(|s| s.len()).sum::<usize>();
-        let small = self.iter().all(|s| s.len() <= 255);
-        let body = 1 + body + self.len() * if small { 1 } else { 4 };
-        if body < 255 && self.len() <= 255 {
-            3 + body
-        } else {
-            9 + body
-        }
+        let (_, body) = symbol_array_layout(self);
+        compound_header_len(self.len(), body) + body
     }
     fn encode(&self, buf: &mut impl BufMut) {
-        let small = self.iter().all(|s| s.len() <= 255);
-        let body = 1
-            + self.iter().map(|s| s.len()).sum::<usize>()
-            + self.len() * if small { 1 } else { 4 };
-        if body < 255 && self.len() <= 255 {
-            buf.put_slice(&[ARRAY8, (body + 1) as u8, self.len() as u8]);
-        } else {
-            buf.put_u8(ARRAY32);
-            buf.put_u32((body + 4) as u32);
-            buf.put_u32(self.len() as u32);
-        }
+        let (small, body) = symbol_array_layout(self);
+        encode_compound_header(buf, ARRAY8, ARRAY32, self.len(), body);
         buf.put_u8(if small { SYM8 } else { SYM32 });
         for s in self {
             put_variable_body(buf, small, s.as_bytes());
