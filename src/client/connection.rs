@@ -214,16 +214,9 @@ impl Connection {
         let item = self.inner.incoming.lock().await.recv().await?;
         Some(match item {
             Incoming::Session(id) => IncomingEndpoint::Session(Session::new(self.clone(), id)),
-            Incoming::Link {
-                session,
-                link,
-                attach,
-            } => IncomingEndpoint::Link(crate::IncomingLink::new(
-                self.clone(),
-                session,
-                link,
-                attach,
-            )),
+            Incoming::Link { link, attach } => {
+                IncomingEndpoint::Link(crate::IncomingLink::new(self.clone(), link, attach))
+            }
         })
     }
 

@@ -47,11 +47,7 @@ pub(crate) struct Attached {
 #[derive(Debug)]
 pub(crate) enum Incoming {
     Session(SessionId),
-    Link {
-        session: SessionId,
-        link: LinkId,
-        attach: Box<Attach>,
-    },
+    Link { link: LinkId, attach: Box<Attach> },
 }
 
 /// A request from a handle.
@@ -488,20 +484,8 @@ impl Driver {
                     }));
                 }
             }
-            Event::IncomingLink {
-                session,
-                link,
-                attach,
-            } => {
-                if self
-                    .incoming
-                    .send(Incoming::Link {
-                        session,
-                        link,
-                        attach,
-                    })
-                    .is_err()
-                {
+            Event::IncomingLink { link, attach, .. } => {
+                if self.incoming.send(Incoming::Link { link, attach }).is_err() {
                     self.engine.refuse_link(
                         link,
                         AmqpError::new(

@@ -8,7 +8,7 @@ use super::receiver::Receiver;
 use super::sender::Sender;
 use crate::error::Error;
 use crate::frame::{AmqpError, Attach, RcvSettleMode, Role, SndSettleMode, Source, Target};
-use crate::proto::{LinkId, SessionId};
+use crate::proto::LinkId;
 use crate::types::Symbol;
 use tokio::sync::mpsc;
 
@@ -24,12 +24,7 @@ pub struct IncomingLink {
 }
 
 impl IncomingLink {
-    pub(crate) fn new(
-        conn: Connection,
-        _session: SessionId,
-        link: LinkId,
-        attach: Box<Attach>,
-    ) -> Self {
+    pub(crate) fn new(conn: Connection, link: LinkId, attach: Box<Attach>) -> Self {
         IncomingLink {
             conn,
             link,
