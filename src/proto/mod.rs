@@ -7,14 +7,36 @@
 //! [`Connection::take_output`]; time is passed in. The async client drives
 //! it; tests pair two engines in memory.
 //!
+//! One file per concern, each an `impl Connection` block over the state in
+//! `connection.rs`:
+//!
+//! - `connection`: the engine's state, input, output, frame dispatch, and
+//!   protocol errors;
+//! - `handshake`: protocol headers, SASL, open and close;
+//! - `timers`: heartbeats and the idle timeout;
+//! - `session`/`sessions`: the session type, and begin/end;
+//! - `link`/`links`: the link type, and attach/detach;
+//! - `flow`: link credit and session windows;
+//! - `send`: queued messages, transfers, fragmentation;
+//! - `recv`: incoming transfers and reassembly;
+//! - `settlement`: dispositions both ways.
+//!
 //! Depends on `types`, `frame` and `message` only.
 
 mod config;
 mod connection;
 mod event;
+mod flow;
+mod handshake;
 mod link;
+mod links;
+mod recv;
 mod sasl;
+mod send;
 mod session;
+mod sessions;
+mod settlement;
+mod timers;
 
 pub use config::{Config, PlainAuthenticator, Sasl, Side};
 pub use connection::Connection;
