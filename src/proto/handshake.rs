@@ -149,10 +149,6 @@ impl Connection {
         self.wrote = true;
     }
 
-    /// Queues a frame. At `trace` level every frame is logged (the
-    /// equivalent of Proton's `PN_TRACE_FRM=1`); off, this costs one check.
-    // ---- connection --------------------------------------------------
-
     /// Sends our open (as a client: as soon as the headers allow; as a
     /// server: accepts the peer's open).
     pub fn open(&mut self) {
