@@ -159,6 +159,61 @@ impl Error {
         Error::with_condition(kind, e.condition.as_str(), e.description)
     }
 
+    /// The error of a connection that ended (the engine's `Closed` event):
+    /// the one place AMQP conditions map to kinds.
+    pub(crate) fn from_close(
+        error: Option<crate::frame::AmqpError>,
+        remote: bool,
+        timeout: bool,
+        remote_open: bool,
+    ) -> Self {
+        use crate::frame::condition as c;
+        let Some(e) = error else {
+            return Error::new(ErrorKind::ConnectionClosed, "the connection is closed");
+        };
+        let kind = if timeout {
+            ErrorKind::Timeout
+        } else if remote {
+            ErrorKind::ConnectionClosed
+        } else if e.condition == c::UNAUTHORIZED_ACCESS && !remote_open {
+            ErrorKind::Authentication
+        } else if e.condition == c::FRAMING_ERROR {
+            ErrorKind::Framing
+        } else if e.condition == c::DECODE_ERROR {
+            ErrorKind::Decode
+        } else {
+            ErrorKind::Protocol
+        };
+        Error::from_amqp(kind, e)
+    }
+
+    /// The error of a link that ended (the engine's `LinkDetached` event).
+    /// A detach without an error is still an error for the link's user:
+    /// the link is gone.
+    pub(crate) fn from_detach(
+        error: Option<crate::frame::AmqpError>,
+        closed: bool,
+        remote: bool,
+        timeout: bool,
+    ) -> Self {
+        let kind = if timeout {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::LinkDetached
+        };
+        match error {
+            Some(e) => Error::from_amqp(kind, e),
+            None => Error::new(
+                kind,
+                match (remote, closed) {
+                    (true, true) => "the peer closed the link",
+                    (true, false) => "the peer detached the link",
+                    (false, _) => "the link was detached",
+                },
+            ),
+        }
+    }
+
     /// An error our engine raised locally (a refused command).
     pub(crate) fn from_amqp_local(e: crate::frame::AmqpError) -> Self {
         let kind = if e.condition == crate::frame::condition::RESOURCE_LIMIT_EXCEEDED {

@@ -21,7 +21,6 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 #[derive(Clone, Debug)]
 pub(crate) struct Defaults {
     pub(crate) attach_timeout: Duration,
-    pub(crate) close_timeout: Duration,
     pub(crate) credit_window: u32,
     pub(crate) max_in_flight: usize,
 }
@@ -32,8 +31,17 @@ pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     pub(crate) defaults: Defaults,
     pub(crate) remote: Box<Open>,
-    pub(crate) incoming: Mutex<mpsc::UnboundedReceiver<Incoming>>,
+    pub(crate) incoming: Mutex<mpsc::Receiver<Incoming>>,
     pub(crate) link_counter: AtomicU64,
+}
+
+/// The last user handle is gone: the driver closes the connection, even
+/// with sends still waiting for credit or outcomes (their futures are gone
+/// too).
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::HandlesGone);
+    }
 }
 
 /// An open AMQP connection.
@@ -52,7 +60,7 @@ pub(crate) struct Started {
     pub(crate) tx: mpsc::UnboundedSender<Command>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) open: oneshot::Receiver<Result<Box<Open>, Error>>,
-    pub(crate) incoming: mpsc::UnboundedReceiver<Incoming>,
+    pub(crate) incoming: mpsc::Receiver<Incoming>,
 }
 
 /// Spawns the driver of a connection over `io`.
@@ -60,20 +68,16 @@ pub(crate) fn start(
     side: proto::Side,
     config: proto::Config,
     io: BoxIo,
-    close_timeout: Duration,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Started {
     let mut engine = proto::Connection::new(side, config);
     if side == proto::Side::Client {
         engine.open();
     }
-    let shared = Arc::new(Shared::new(
-        engine.config().container_id.clone(),
-        close_timeout,
-    ));
+    let shared = Arc::new(Shared::new(engine.config().container_id.clone()));
     let (tx, rx) = mpsc::unbounded_channel();
     let (open_tx, open_rx) = oneshot::channel();
-    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    let (in_tx, in_rx) = mpsc::channel(super::driver::MAX_PENDING_INCOMING);
     let driver = Driver::new(engine, io, rx, shared.clone(), open_tx, in_tx);
     tokio::spawn(async move {
         driver.run().await;
@@ -88,17 +92,13 @@ pub(crate) fn start(
 }
 
 impl Started {
-    /// Waits for the peer's open (at most `timeout`).
-    pub(crate) async fn opened(&mut self, timeout: Duration) -> Result<Box<Open>, Error> {
-        match tokio::time::timeout(timeout, &mut self.open).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(self.shared.error().unwrap_or_else(|| {
+    /// Waits for the peer's open (the engine's open timeout bounds it).
+    pub(crate) async fn opened(&mut self) -> Result<Box<Open>, Error> {
+        match (&mut self.open).await {
+            Ok(r) => r,
+            Err(_) => Err(self.shared.error().unwrap_or_else(|| {
                 Error::new(ErrorKind::Closed, "the connection closed during open")
             })),
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("the peer did not open the connection within {timeout:?}"),
-            )),
         }
     }
 
@@ -249,21 +249,20 @@ impl Connection {
         {
             return Ok(()); // already closed
         }
-        match tokio::time::timeout(self.inner.defaults.close_timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Ok(()),
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                "the peer did not answer close",
-            )),
-        }
+        // The engine's close timeout bounds the wait.
+        rx.await.unwrap_or(Ok(()))
     }
 
+    /// Waits for the driver's reply. The engine times attaches out itself
+    /// (and closes a link that is answered late); a begin is bounded here.
     pub(crate) async fn await_reply<T>(
         &self,
         rx: oneshot::Receiver<Result<T, Error>>,
         what: &str,
     ) -> Result<T, Error> {
+        if what != "begin" {
+            return rx.await.unwrap_or_else(|_| Err(self.closed_error()));
+        }
         let timeout = self.inner.defaults.attach_timeout;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
@@ -399,13 +398,7 @@ impl Connection {
         {
             return Ok(());
         }
-        match tokio::time::timeout(self.inner.defaults.close_timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Ok(()),
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                "the peer did not answer detach",
-            )),
-        }
+        // The engine's attach timeout bounds the wait.
+        rx.await.unwrap_or(Ok(()))
     }
 }

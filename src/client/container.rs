@@ -7,7 +7,7 @@ use super::listener::{ListenOptions, Listener};
 use super::options::ConnectOptions;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, Sasl, Side};
-use crate::transport::connect_tcp;
+use crate::transport::{connect_tcp, Io};
 use std::sync::{Arc, OnceLock};
 
 /// A messaging container: an id (by default a random UUID, made once) and
@@ -74,10 +74,33 @@ impl Container {
                     ))
                 }
             };
+        let conn = self.connect_with_io(tcp, opts).await?;
+        tracing::debug!(peer = %target, remote = %conn.remote_container_id(), "connected");
+        Ok(conn)
+    }
+
+    /// Runs a client connection over a byte stream you opened yourself (any
+    /// `AsyncRead + AsyncWrite`: a Unix socket, a tunnel, an in-memory
+    /// `tokio::io::duplex` pipe in tests). The options' URL, if any, gives
+    /// the host name sent in open and SASL and the credentials; it is not
+    /// connected to. Resolves once the peer's open has arrived.
+    pub async fn connect_with_io(
+        &self,
+        io: impl Io,
+        options: impl Into<ConnectOptions>,
+    ) -> Result<Connection, Error> {
+        let opts = options.into();
+        let addr = opts.address().ok().cloned();
         let sasl = if opts.sasl_enabled {
             Sasl::Client {
-                user: opts.user.clone().or(addr.user.clone()),
-                password: opts.password.clone().or(addr.password.clone()),
+                user: opts
+                    .user
+                    .clone()
+                    .or(addr.as_ref().and_then(|a| a.user.clone())),
+                password: opts
+                    .password
+                    .clone()
+                    .or(addr.as_ref().and_then(|a| a.password.clone())),
                 allowed: opts.allowed_mechs.clone(),
             }
         } else {
@@ -88,7 +111,10 @@ impl Container {
                 .container_id
                 .clone()
                 .unwrap_or_else(|| self.id.to_string()),
-            hostname: Some(opts.hostname.clone().unwrap_or(addr.host.clone())),
+            hostname: opts
+                .hostname
+                .clone()
+                .or(addr.as_ref().map(|a| a.host.clone())),
             max_frame_size: opts.max_frame_size,
             channel_max: opts.channel_max,
             idle_timeout: opts.idle_timeout,
@@ -97,22 +123,17 @@ impl Container {
             desired_capabilities: opts.desired_capabilities.clone(),
             max_message_size: opts.max_message_size,
             sasl,
+            open_timeout: Some(opts.open_timeout),
+            close_timeout: opts.close_timeout,
+            attach_timeout: Some(opts.attach_timeout),
             ..Default::default()
         };
-        let mut started = start(
-            Side::Client,
-            config,
-            Box::new(tcp),
-            opts.close_timeout,
-            None,
-        );
-        let remote = started.opened(opts.open_timeout).await?;
-        tracing::debug!(peer = %target, remote = %remote.container_id, "connected");
+        let mut started = start(Side::Client, config, Box::new(io), None);
+        let remote = started.opened().await?;
         Ok(started.into_connection(
             remote,
             Defaults {
                 attach_timeout: opts.attach_timeout,
-                close_timeout: opts.close_timeout,
                 credit_window: opts.credit_window,
                 max_in_flight: opts.max_in_flight,
             },
@@ -129,6 +150,15 @@ impl Container {
 fn default_container() -> &'static Container {
     static DEFAULT: OnceLock<Container> = OnceLock::new();
     DEFAULT.get_or_init(Container::new)
+}
+
+/// Runs a client connection over a byte stream, with the process's
+/// default [`Container`]: see [`Container::connect_with_io`].
+pub async fn connect_with_io(
+    io: impl Io,
+    options: impl Into<ConnectOptions>,
+) -> Result<Connection, Error> {
+    default_container().connect_with_io(io, options).await
 }
 
 /// Connects with the process's default [`Container`] (its id is a UUID made

@@ -2,24 +2,41 @@
 //! byte stream. Handles talk to it with [`Command`]s over a channel; it
 //! answers through oneshots and per-receiver channels.
 //!
-//! Each turn it reads what the socket has, applies every queued command,
-//! and writes everything the engine produced in one write, so that many
-//! sends share a syscall.
+//! It is a thin loop: read and hand the bytes to the engine, apply
+//! commands, write everything the engine produced in one write (many sends
+//! share a syscall), and sleep until the engine's next deadline. Every
+//! protocol decision and timer is the engine's; the driver only turns
+//! engine events into replies.
+//!
+//! Backpressure: above [`HIGH_WATER`] bytes of unwritten output the driver
+//! stops reading from the socket and taking commands until the peer reads;
+//! a presettled send completes only once its bytes are handed to the
+//! socket. The select is unbiased, so a peer flooding frames cannot starve
+//! commands or timers.
 
 use super::outcome::Outcome;
 use super::shared::Shared;
 use super::window::Slot;
 use crate::error::{Error, ErrorKind};
-use crate::frame::{AmqpError, Attach, DeliveryState, Open, Role};
+use crate::frame::{condition, AmqpError, Attach, DeliveryState, Open, RcvSettleMode};
 use crate::proto::{self, DeliveryId, Event, LinkId, Payload, SendId, SessionId};
 use crate::transport::BoxIo;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+
+/// Unwritten output above which the driver stops reading and taking
+/// commands (the output high-water mark): 1 MiB.
+pub(crate) const HIGH_WATER: usize = 1024 * 1024;
+
+/// Links the peer opened that the application has not taken yet; more are
+/// refused with `amqp:resource-limit-exceeded`.
+pub(crate) const MAX_PENDING_INCOMING: usize = 256;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -95,6 +112,7 @@ pub(crate) enum Command {
     Settle {
         delivery: DeliveryId,
         state: Option<DeliveryState>,
+        reply: Option<Reply<()>>,
     },
     Detach {
         link: LinkId,
@@ -103,6 +121,8 @@ pub(crate) enum Command {
         reply: Option<Reply<()>>,
     },
     Open,
+    /// Every user handle is gone: close the connection, whatever is pending.
+    HandlesGone,
     Close {
         error: Option<AmqpError>,
         reply: Option<Reply<()>>,
@@ -115,6 +135,14 @@ struct PendingSend {
     _permit: Option<Slot>,
 }
 
+/// A presettled send whose bytes are not yet all handed to the socket.
+struct Unwritten {
+    /// The output byte count at which its last byte is written.
+    mark: u64,
+    reply: Option<Reply<Outcome>>,
+    _permit: Option<Slot>,
+}
+
 pub(crate) struct Driver {
     engine: proto::Connection,
     io: Option<BoxIo>,
@@ -122,16 +150,20 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     open_waiter: Option<Reply<Box<Open>>>,
     pending_open: Option<Box<Open>>,
-    incoming: mpsc::UnboundedSender<Incoming>,
+    incoming: mpsc::Sender<Incoming>,
     default_session: Option<SessionId>,
     begins: HashMap<SessionId, Reply<SessionId>>,
-    attaches: HashMap<LinkId, (SessionId, Reply<Attached>)>,
-    refused: HashMap<LinkId, (SessionId, Reply<Attached>)>,
+    attaches: HashMap<LinkId, Reply<Attached>>,
     detaches: HashMap<LinkId, Reply<()>>,
     closes: Vec<Reply<()>>,
     sends: HashMap<SendId, PendingSend>,
+    unwritten: VecDeque<Unwritten>,
+    /// Settlements in rcv-settle-mode second, waiting for the sender's.
+    settles: HashMap<DeliveryId, Reply<()>>,
     receivers: HashMap<LinkId, mpsc::UnboundedSender<RecvItem>>,
-    closing_since: Option<Instant>,
+    /// Output bytes produced by the engine, and written to the socket.
+    produced: u64,
+    written: u64,
 }
 
 impl Driver {
@@ -141,7 +173,7 @@ impl Driver {
         commands: mpsc::UnboundedReceiver<Command>,
         shared: Arc<Shared>,
         open_waiter: Reply<Box<Open>>,
-        incoming: mpsc::UnboundedSender<Incoming>,
+        incoming: mpsc::Sender<Incoming>,
     ) -> Self {
         Driver {
             engine,
@@ -154,12 +186,14 @@ impl Driver {
             default_session: None,
             begins: HashMap::new(),
             attaches: HashMap::new(),
-            refused: HashMap::new(),
             detaches: HashMap::new(),
             closes: Vec::new(),
             sends: HashMap::new(),
+            unwritten: VecDeque::new(),
+            settles: HashMap::new(),
             receivers: HashMap::new(),
-            closing_since: None,
+            produced: 0,
+            written: 0,
         }
     }
 
@@ -179,42 +213,42 @@ impl Driver {
         self.fail_all(error);
     }
 
+    fn drain_events(&mut self) {
+        while let Some(e) = self.engine.poll_event() {
+            self.on_event(e);
+        }
+    }
+
     async fn run_inner(&mut self) -> Result<(), Error> {
         let io = self.io.take().expect("run once");
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut wbuf = BytesMut::new();
         let mut commands_open = true;
-        let close_timeout = self.shared.close_timeout;
         loop {
-            while let Some(e) = self.engine.poll_event() {
-                self.on_event(e);
-            }
+            self.drain_events();
             if let Some(open) = self.pending_open.take() {
                 if let Some(w) = self.open_waiter.take() {
                     let _ = w.send(Ok(open));
                 }
             }
             if wbuf.is_empty() {
-                if let Some(out) = self.engine.take_output() {
+                if let Some(out) = self.engine.take_output(Instant::now()) {
+                    self.produced += out.len() as u64;
                     wbuf = out;
                 }
+                // Producing output raises events (presettled sends written,
+                // a send refused for the peer's max-message-size).
+                self.drain_events();
             }
-            // Producing output can raise events (a send refused locally for
-            // the peer's max-message-size): handle them before waiting.
-            if let Some(e) = self.engine.poll_event() {
-                self.on_event(e);
-                continue;
-            }
+            self.shared
+                .overshoot
+                .store(self.engine.credit_overshoot(), Ordering::Relaxed);
             if self.engine.is_closed() && wbuf.is_empty() {
                 let _ = wr.shutdown().await;
                 return Ok(());
             }
-            let timeout = self.engine.poll_timeout();
-            let closing_deadline = self.closing_since.map(|t| t + close_timeout);
-            let deadline = match (timeout, closing_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let congested = wbuf.len() + self.engine.pending_output() >= HIGH_WATER;
+            let deadline = self.engine.poll_timeout();
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -223,18 +257,16 @@ impl Driver {
             };
             let writing = !wbuf.is_empty();
             tokio::select! {
-                biased;
                 r = wr.write_buf(&mut wbuf), if writing => {
                     let n = r.map_err(io_error)?;
                     if n == 0 {
                         return Err(Error::new(ErrorKind::Io, "the peer stopped reading"));
                     }
+                    self.written += n as u64;
                     self.shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                    if wbuf.is_empty() {
-                        self.engine.on_transmit(Instant::now());
-                    }
+                    self.complete_written();
                 }
-                r = rd.read_buf(self.engine.input_buffer()) => {
+                r = rd.read_buf(self.engine.input_buffer()), if !congested => {
                     let n = r.map_err(io_error)?;
                     if n == 0 {
                         return if self.engine.is_closed() {
@@ -246,12 +278,16 @@ impl Driver {
                     self.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                     self.engine.handle_input(Instant::now());
                 }
-                cmd = self.commands.recv(), if commands_open => {
+                cmd = self.commands.recv(), if commands_open && !congested => {
                     match cmd {
                         Some(cmd) => {
                             self.on_command(cmd);
-                            // Take every command already queued: one write for all.
+                            // Take what is already queued, up to the
+                            // high-water mark: one write for all.
                             for _ in 0..1024 {
+                                if self.engine.pending_output() >= HIGH_WATER {
+                                    break;
+                                }
                                 match self.commands.try_recv() {
                                     Ok(cmd) => self.on_command(cmd),
                                     Err(_) => break,
@@ -259,26 +295,28 @@ impl Driver {
                             }
                         }
                         None => {
-                            // Every handle is gone: close.
                             commands_open = false;
-                            self.begin_close(None);
+                            self.engine.close(None);
                         }
                     }
                 }
-                _ = sleep => {
-                    let now = Instant::now();
-                    if closing_deadline.is_some_and(|d| now >= d) {
-                        return Err(Error::new(ErrorKind::Timeout, "the peer did not answer close"));
-                    }
-                    self.engine.handle_timeout(now);
-                }
+                _ = sleep => self.engine.handle_timeout(Instant::now()),
             }
         }
     }
 
-    fn begin_close(&mut self, error: Option<AmqpError>) {
-        self.engine.close(error);
-        self.closing_since.get_or_insert_with(Instant::now);
+    /// Completes the presettled sends whose bytes are all written.
+    fn complete_written(&mut self) {
+        while self
+            .unwritten
+            .front()
+            .is_some_and(|u| u.mark <= self.written)
+        {
+            let u = self.unwritten.pop_front().expect("front");
+            if let Some(r) = u.reply {
+                let _ = r.send(Ok(Outcome::Presettled));
+            }
+        }
     }
 
     fn session_for(&mut self, session: Option<SessionId>) -> Result<SessionId, Error> {
@@ -293,6 +331,20 @@ impl Driver {
         Ok(s)
     }
 
+    fn add_receiver(
+        &mut self,
+        link: LinkId,
+        sink: Option<mpsc::UnboundedSender<RecvItem>>,
+        credit: u32,
+    ) {
+        if let Some(sink) = sink {
+            self.receivers.insert(link, sink);
+            if credit > 0 {
+                let _ = self.engine.add_credit(link, credit, false);
+            }
+        }
+    }
+
     fn on_command(&mut self, cmd: Command) {
         if let Some(e) = self.shared.error() {
             reject_command(cmd, e);
@@ -300,6 +352,7 @@ impl Driver {
         }
         match cmd {
             Command::Open => self.engine.open(),
+            Command::HandlesGone => self.engine.close(None),
             Command::Begin { reply } => match self.engine.begin() {
                 Ok(s) => {
                     self.begins.insert(s, reply);
@@ -324,18 +377,12 @@ impl Driver {
                 let result = self.session_for(session).and_then(|s| {
                     self.engine
                         .attach(s, *attach)
-                        .map(|l| (s, l))
                         .map_err(Error::from_amqp_local)
                 });
                 match result {
-                    Ok((s, link)) => {
-                        if let Some(sink) = sink {
-                            self.receivers.insert(link, sink);
-                            if credit > 0 {
-                                self.engine.flow(link, credit, false);
-                            }
-                        }
-                        self.attaches.insert(link, (s, reply));
+                    Ok(link) => {
+                        self.add_receiver(link, sink, credit);
+                        self.attaches.insert(link, reply);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -347,16 +394,22 @@ impl Driver {
                 attach,
                 sink,
                 credit,
-            } => {
-                self.engine.accept_link(link, *attach);
-                if let Some(sink) = sink {
-                    self.receivers.insert(link, sink);
-                    if credit > 0 {
-                        self.engine.flow(link, credit, false);
+            } => match self.engine.accept_link(link, *attach) {
+                Ok(()) => self.add_receiver(link, sink, credit),
+                Err(_) => {
+                    // The peer detached it before we answered.
+                    if let Some(sink) = sink {
+                        let e = Error::new(
+                            ErrorKind::LinkDetached,
+                            "the peer detached the link before it was accepted",
+                        );
+                        let _ = sink.send(RecvItem::Detached(e));
                     }
                 }
+            },
+            Command::RefuseLink { link, error } => {
+                let _ = self.engine.refuse_link(link, error);
             }
-            Command::RefuseLink { link, error } => self.engine.refuse_link(link, error),
             Command::Send {
                 link,
                 message,
@@ -383,23 +436,54 @@ impl Driver {
                 }
             },
             Command::Flow { link, add, drain } => {
-                let credit = self.engine.credit(link).saturating_add(add);
-                self.engine.flow(link, credit, drain);
+                if let Err(e) = self.engine.add_credit(link, add, drain) {
+                    tracing::debug!(error = %e, "credit for a link that is gone");
+                }
             }
-            Command::Settle { delivery, state } => self.engine.settle(delivery, state, true),
+            Command::Settle {
+                delivery,
+                state,
+                reply,
+            } => {
+                let second = self
+                    .engine
+                    .link_attach(delivery.link)
+                    .is_some_and(|a| a.rcv_settle_mode == RcvSettleMode::Second);
+                match self.engine.settle(delivery, state, !second) {
+                    Ok(()) if second => {
+                        if let Some(r) = reply {
+                            self.settles.insert(delivery, r);
+                        }
+                    }
+                    Ok(()) => {
+                        if let Some(r) = reply {
+                            let _ = r.send(Ok(()));
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(not_settled(e)));
+                        }
+                    }
+                }
+            }
             Command::Detach {
                 link,
                 closed,
                 error,
                 reply,
             } => {
-                self.engine.detach(link, closed, error);
+                let detaching = self.engine.detach(link, closed, error).is_ok();
                 if let Some(reply) = reply {
-                    self.detaches.insert(link, reply);
+                    if detaching {
+                        self.detaches.insert(link, reply);
+                    } else {
+                        let _ = reply.send(Ok(()));
+                    }
                 }
             }
             Command::Close { error, reply } => {
-                self.begin_close(error);
+                self.engine.close(error);
                 if let Some(reply) = reply {
                     self.closes.push(reply);
                 }
@@ -413,28 +497,15 @@ impl Driver {
                 // Answered after the whole batch: a refusal is open + close.
                 self.pending_open = Some(open);
             }
-            Event::Closed { error, remote } => {
-                let err = match (&error, remote) {
-                    (Some(e), true) => Error::from_amqp(ErrorKind::ConnectionClosed, e.clone()),
-                    (Some(e), false)
-                        if e.condition == crate::frame::condition::UNAUTHORIZED_ACCESS
-                            && !self.engine.is_remote_open() =>
-                    {
-                        Error::from_amqp(ErrorKind::Authentication, e.clone())
-                    }
-                    (Some(e), false) if e.condition == crate::frame::condition::FRAMING_ERROR => {
-                        Error::from_amqp(ErrorKind::Framing, e.clone())
-                    }
-                    (Some(e), false) if e.condition == crate::frame::condition::DECODE_ERROR => {
-                        Error::from_amqp(ErrorKind::Decode, e.clone())
-                    }
-                    (Some(e), false) => Error::from_amqp(ErrorKind::Protocol, e.clone()),
-                    (None, _) => {
-                        Error::new(ErrorKind::ConnectionClosed, "the connection is closed")
-                    }
-                };
+            Event::Closed {
+                error,
+                remote,
+                timeout,
+            } => {
+                let err =
+                    Error::from_close(error.clone(), remote, timeout, self.engine.is_remote_open());
                 for c in self.closes.drain(..) {
-                    let _ = c.send(if remote && error.is_some() {
+                    let _ = c.send(if (remote && error.is_some()) || timeout {
                         Err(err.clone())
                     } else {
                         Ok(())
@@ -450,7 +521,7 @@ impl Driver {
                     let _ = r.send(Ok(session));
                 }
                 if incoming {
-                    let _ = self.incoming.send(Incoming::Session(session));
+                    let _ = self.incoming.try_send(Incoming::Session(session));
                 }
             }
             Event::SessionEnded { session, error } => {
@@ -466,18 +537,7 @@ impl Driver {
                 }
             }
             Event::LinkAttached { link, attach } => {
-                let Some((session, reply)) = self.attaches.remove(&link) else {
-                    return;
-                };
-                // A refusal is an attach without the terminus, then a detach
-                // carrying the error: wait for that.
-                let refused = match attach.role {
-                    Role::Sender => attach.source.is_none(),
-                    Role::Receiver => attach.target.is_none(),
-                };
-                if refused {
-                    self.refused.insert(link, (session, reply));
-                } else {
+                if let Some(reply) = self.attaches.remove(&link) {
                     let _ = reply.send(Ok(Attached {
                         link,
                         remote: attach,
@@ -485,31 +545,32 @@ impl Driver {
                 }
             }
             Event::IncomingLink { link, attach, .. } => {
-                if self.incoming.send(Incoming::Link { link, attach }).is_err() {
-                    self.engine.refuse_link(
-                        link,
-                        AmqpError::new(
-                            crate::frame::condition::NOT_ALLOWED,
-                            "links are not accepted here",
-                        ),
-                    );
+                use mpsc::error::TrySendError;
+                let refusal = match self.incoming.try_send(Incoming::Link { link, attach }) {
+                    Ok(()) => None,
+                    Err(TrySendError::Full(_)) => Some(AmqpError::new(
+                        condition::RESOURCE_LIMIT_EXCEEDED,
+                        format!("more than {MAX_PENDING_INCOMING} links wait for the application"),
+                    )),
+                    Err(TrySendError::Closed(_)) => Some(AmqpError::new(
+                        condition::NOT_ALLOWED,
+                        "links are not accepted here",
+                    )),
+                };
+                if let Some(error) = refusal {
+                    let _ = self.engine.refuse_link(link, error);
                 }
             }
             Event::LinkDetached {
                 link,
                 error,
                 unsent,
-                ..
+                timeout,
+                closed,
+                remote,
             } => {
-                let err = match error {
-                    Some(e) => Error::from_amqp(ErrorKind::LinkDetached, e),
-                    None => Error::new(ErrorKind::LinkDetached, "the link was detached"),
-                };
-                if let Some((_, r)) = self
-                    .attaches
-                    .remove(&link)
-                    .or_else(|| self.refused.remove(&link))
-                {
+                let err = Error::from_detach(error, closed, remote, timeout);
+                if let Some(r) = self.attaches.remove(&link) {
                     let _ = r.send(Err(err.clone()));
                 }
                 for (id, message) in unsent {
@@ -528,19 +589,36 @@ impl Driver {
                         let _ = r.send(Err(err.clone()));
                     }
                 }
+                let waiting: Vec<DeliveryId> = self
+                    .settles
+                    .keys()
+                    .filter(|d| d.link == link)
+                    .copied()
+                    .collect();
+                for d in waiting {
+                    if let Some(r) = self.settles.remove(&d) {
+                        let _ = r.send(Err(not_settled(AmqpError::new(
+                            condition::DETACH_FORCED,
+                            "the link was detached before the sender settled",
+                        ))));
+                    }
+                }
                 if let Some(tx) = self.receivers.remove(&link) {
-                    let _ = tx.send(RecvItem::Detached(err));
+                    let _ = tx.send(RecvItem::Detached(err.clone()));
                 }
                 if let Some(r) = self.detaches.remove(&link) {
-                    let _ = r.send(Ok(()));
+                    let _ = r.send(if timeout { Err(err) } else { Ok(()) });
                 }
             }
             Event::Credit { .. } => {}
             Event::Sent { send, .. } => {
-                if let Some(PendingSend { reply: Some(r), .. }) = self.sends.remove(&send) {
-                    let _ = r.send(Ok(Outcome::Presettled));
-                } else {
-                    self.sends.remove(&send);
+                if let Some(p) = self.sends.remove(&send) {
+                    // Complete once its bytes are handed to the socket.
+                    self.unwritten.push_back(Unwritten {
+                        mark: self.produced + self.engine.pending_output() as u64,
+                        reply: p.reply,
+                        _permit: p._permit,
+                    });
                 }
             }
             Event::Outcome {
@@ -549,9 +627,8 @@ impl Driver {
                 settled,
                 ..
             } => {
-                let terminal = state.as_ref().is_some_and(DeliveryState::is_terminal);
-                if !(settled || terminal) {
-                    return;
+                if !settled {
+                    return; // not final yet
                 }
                 if let Some(p) = self.sends.remove(&send) {
                     if let Some(r) = p.reply {
@@ -581,12 +658,21 @@ impl Driver {
                     // The receiver is gone: give the message back.
                     self.receivers.remove(&delivery.link);
                     if !settled {
-                        self.engine
+                        let _ = self
+                            .engine
                             .settle(delivery, Some(DeliveryState::Released), true);
                     }
                 }
             }
-            Event::RemoteSettled { .. } => {}
+            Event::RemoteSettled {
+                delivery, settled, ..
+            } => {
+                if settled {
+                    if let Some(r) = self.settles.remove(&delivery) {
+                        let _ = r.send(Ok(()));
+                    }
+                }
+            }
             Event::Drained { link } => {
                 if let Some(tx) = self.receivers.get(&link) {
                     let _ = tx.send(RecvItem::Drained);
@@ -610,7 +696,7 @@ impl Driver {
         for (_, r) in self.begins.drain() {
             let _ = r.send(Err(error.clone()));
         }
-        for (_, (_, r)) in self.attaches.drain().chain(self.refused.drain()) {
+        for (_, r) in self.attaches.drain() {
             let _ = r.send(Err(error.clone()));
         }
         for (_, r) in self.detaches.drain() {
@@ -624,6 +710,14 @@ impl Driver {
                 let _ = r.send(Err(error.clone()));
             }
         }
+        for u in self.unwritten.drain(..) {
+            if let Some(r) = u.reply {
+                let _ = r.send(Err(error.clone()));
+            }
+        }
+        for (_, r) in self.settles.drain() {
+            let _ = r.send(Err(error.clone()));
+        }
         for (_, tx) in self.receivers.drain() {
             let _ = tx.send(RecvItem::Detached(error.clone()));
         }
@@ -632,6 +726,15 @@ impl Driver {
         }
         self.commands.close();
     }
+}
+
+/// The error of a settlement that did not reach the peer.
+fn not_settled(e: AmqpError) -> Error {
+    let desc = format!(
+        "not settled: {}; the peer keeps the message and will redeliver it",
+        e.description.as_deref().unwrap_or("the link is gone")
+    );
+    Error::with_condition(ErrorKind::LinkDetached, e.condition.as_str(), Some(desc))
 }
 
 fn reject_command(cmd: Command, e: Error) {
@@ -648,6 +751,11 @@ fn reject_command(cmd: Command, e: Error) {
             ..
         } => {
             let _ = reply.send(Err(e.with_message(message.into_message())));
+        }
+        Command::Settle {
+            reply: Some(reply), ..
+        } => {
+            let _ = reply.send(Err(e));
         }
         Command::Detach { reply: Some(r), .. } | Command::Close { reply: Some(r), .. } => {
             let _ = r.send(Ok(()));

@@ -277,25 +277,22 @@ async fn accept_loop(
                 plain: opts.plain.clone(),
                 optional: !opts.sasl_required,
             },
+            // A peer that does not open within the handshake timeout gets
+            // a close with amqp:resource-limit-exceeded and the reason.
+            open_timeout: Some(opts.handshake_timeout),
             ..Default::default()
         };
-        let mut started = start(
-            Side::Server,
-            config,
-            Box::new(stream),
-            Duration::from_secs(5),
-            Some(permit),
-        );
+        let mut started = start(Side::Server, config, Box::new(stream), Some(permit));
         let tx = tx.clone();
         let defaults = Defaults {
-            attach_timeout: Duration::from_secs(15),
-            close_timeout: Duration::from_secs(5),
+            attach_timeout: proto::Config::default()
+                .attach_timeout
+                .unwrap_or(Duration::from_secs(15)),
             credit_window: opts.credit_window,
             max_in_flight: opts.max_in_flight,
         };
-        let timeout = opts.handshake_timeout;
         tokio::spawn(async move {
-            match started.opened(timeout).await {
+            match started.opened().await {
                 Ok(remote) => {
                     let incoming = IncomingConnection {
                         started: Some(started),
@@ -307,17 +304,6 @@ async fn accept_loop(
                 }
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "incoming connection failed to open");
-                    // Close with the reason (a peer that sent its header
-                    // but no open sees it); dropping `started` would close
-                    // without one.
-                    let error = AmqpError::new(
-                        crate::frame::condition::RESOURCE_LIMIT_EXCEEDED,
-                        e.to_string(),
-                    );
-                    let _ = started.tx.send(super::driver::Command::Close {
-                        error: Some(error),
-                        reply: None,
-                    });
                 }
             }
         });

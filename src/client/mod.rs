@@ -19,7 +19,7 @@ mod shared;
 mod window;
 
 pub use connection::{Connection, IncomingEndpoint};
-pub use container::{connect, listen, Container};
+pub use container::{connect, connect_with_io, listen, Container};
 pub use incoming::IncomingLink;
 pub use link_options::{expiry_policy, DeliveryMode, ReceiverOptions, SenderOptions};
 pub use listener::{IncomingConnection, ListenOptions, Listener};

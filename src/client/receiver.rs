@@ -2,7 +2,7 @@
 //! deliveries' settlement.
 
 use super::connection::Connection;
-use super::driver::{Command, RecvItem};
+use super::driver::{Command, RecvItem, Reply};
 use crate::error::{Error, ErrorKind};
 use crate::frame::{AmqpError, Attach, DeliveryState, Modified, Rejected};
 use crate::message::Message;
@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// A link that receives messages, as a `Stream` of deliveries.
 ///
@@ -97,14 +97,29 @@ impl Receiver {
 
     /// Asks the sender to use up the credit or give it back, and waits until
     /// it has. Deliveries that arrive meanwhile stay queued for the stream.
+    ///
+    /// Bounded by the connection's attach timeout (default 15 s): a peer
+    /// that never answers the drain gives an error of kind
+    /// [`ErrorKind::Timeout`].
     pub async fn drain(&mut self) -> Result<(), Error> {
         self.conn.send_command(Command::Flow {
             link: self.link,
             add: 0,
             drain: true,
         })?;
+        let timeout = self.conn.defaults().attach_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match self.rx.recv().await {
+            let item = match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(item) => item,
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("the sender did not finish draining within {timeout:?}"),
+                    ))
+                }
+            };
+            match item {
                 Some(RecvItem::Drained) => return Ok(()),
                 Some(RecvItem::Detached(e)) => {
                     self.buffered.push_back(RecvItem::Detached(e.clone()));
@@ -173,6 +188,7 @@ impl Receiver {
                             let _ = self.conn.send_command(Command::Settle {
                                 delivery: id,
                                 state: Some(state),
+                                reply: None,
                             });
                         }
                         Some(Err(err))
@@ -181,20 +197,38 @@ impl Receiver {
             }
             RecvItem::Drained => None,
             RecvItem::Detached(e) => {
+                // Ends the stream: cleanly only if we closed the link; a
+                // detach by the peer, even without an error, is an error.
                 self.done = true;
-                let graceful = self.closing
-                    || (e.kind() == &ErrorKind::LinkDetached && e.condition().is_none());
-                (!graceful).then_some(Err(e))
+                (!self.closing).then_some(Err(e))
             }
         }
     }
 }
 
 /// Dropping a receiver closes its link (unless it was closed or detached
-/// already); deliveries still on their way are released by the driver. To
-/// keep a durable subscription, call [`Receiver::detach`] first.
+/// already). Deliveries it holds that the stream has not yielded are
+/// released first, and those still on their way are released by the
+/// driver, so the peer can redeliver them. To keep a durable subscription,
+/// call [`Receiver::detach`] first.
 impl Drop for Receiver {
     fn drop(&mut self) {
+        let mut unread: Vec<RecvItem> = self.buffered.drain(..).collect();
+        while let Ok(item) = self.rx.try_recv() {
+            unread.push(item);
+        }
+        for item in unread {
+            if let RecvItem::Delivery {
+                id, settled: false, ..
+            } = item
+            {
+                let _ = self.conn.send_command(Command::Settle {
+                    delivery: id,
+                    state: Some(DeliveryState::Released),
+                    reply: None,
+                });
+            }
+        }
         if !self.done && !self.closing {
             self.conn.detach_link(self.link, true, None);
         }
@@ -237,7 +271,9 @@ struct SettleHandle {
 }
 
 impl SettleHandle {
-    fn settle(&self, state: DeliveryState) -> Result<(), Error> {
+    /// Settles with `state`; the reply comes once the settlement is
+    /// final (in rcv-settle-mode second: once the sender settled).
+    fn settle(&self, state: DeliveryState, reply: Option<Reply<()>>) -> Result<(), Error> {
         if self.settled.swap(true, Ordering::AcqRel) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -248,6 +284,7 @@ impl SettleHandle {
             .send(Command::Settle {
                 delivery: self.id,
                 state: Some(state),
+                reply,
             })
             .map_err(|_| Error::new(ErrorKind::Closed, "the connection is closed"))
     }
@@ -261,7 +298,7 @@ impl Drop for SettleHandle {
             } else {
                 DeliveryState::Released
             };
-            let _ = self.settle(state);
+            let _ = self.settle(state, None);
         }
     }
 }
@@ -314,19 +351,30 @@ impl Delivery {
                 .is_some_and(|h| h.settled.load(Ordering::Acquire))
     }
 
-    fn settle(&self, state: DeliveryState) -> Result<(), Error> {
-        match &self.handle {
-            Some(h) => h.settle(state),
-            None => Err(Error::new(
+    /// Settles with `state` and waits until the settlement is final: sent
+    /// (rcv-settle-mode first), or answered by the sender's settlement
+    /// (mode second). Fails if the link or connection is gone: the message
+    /// was not settled, and the peer will redeliver it.
+    async fn settle(&self, state: DeliveryState) -> Result<(), Error> {
+        let Some(h) = &self.handle else {
+            return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "the delivery was sent presettled",
-            )),
-        }
+            ));
+        };
+        let (reply, rx) = oneshot::channel();
+        h.settle(state, Some(reply))?;
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Closed,
+                "the connection closed before the settlement was sent",
+            ))
+        })
     }
 
     /// Accepts the message: it was processed.
     pub async fn accept(&self) -> Result<(), Error> {
-        self.settle(DeliveryState::Accepted)
+        self.settle(DeliveryState::Accepted).await
     }
 
     /// Rejects the message as invalid, with a condition and description;
@@ -339,12 +387,13 @@ impl Delivery {
         self.settle(DeliveryState::Rejected(Rejected {
             error: Some(AmqpError::new(condition, description)),
         }))
+        .await
     }
 
     /// Releases the message unprocessed; the peer may redeliver it (to us or
     /// another receiver).
     pub async fn release(&self) -> Result<(), Error> {
-        self.settle(DeliveryState::Released)
+        self.settle(DeliveryState::Released).await
     }
 
     /// Gives the message back unprocessed with changes: count a failed
@@ -362,5 +411,6 @@ impl Delivery {
             undeliverable_here: Some(undeliverable_here),
             message_annotations: annotations,
         }))
+        .await
     }
 }

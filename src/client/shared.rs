@@ -4,29 +4,28 @@
 use crate::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) container_id: String,
-    pub(crate) close_timeout: Duration,
     pub(crate) error: Mutex<Option<Error>>,
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    pub(crate) overshoot: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn new(container_id: String, close_timeout: Duration) -> Self {
+    pub(crate) fn new(container_id: String) -> Self {
         Shared {
             container_id,
-            close_timeout,
             error: Mutex::new(None),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            overshoot: AtomicU64::new(0),
         }
     }
 
@@ -50,6 +49,7 @@ impl Shared {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             reconnects: 0,
+            credit_overshoot: self.overshoot.load(Ordering::Relaxed),
         }
     }
 }
@@ -68,4 +68,8 @@ pub struct Statistics {
     pub bytes_out: u64,
     /// Reconnects so far (always 0 until reconnect is enabled).
     pub reconnects: u64,
+    /// Transfers the peer sent beyond the link credit we granted. Some
+    /// brokers overshoot under load (RabbitMQ 3.10 resets its credit on
+    /// each flow); it is tolerated within the session's incoming window.
+    pub credit_overshoot: u64,
 }

@@ -104,6 +104,20 @@ pub struct Config {
     pub max_links_per_session: usize,
     /// SASL settings. Default: disabled.
     pub sasl: Sasl,
+    /// How long the peer has to open the connection (from the engine's
+    /// first `now`); past it the connection closes with
+    /// `amqp:resource-limit-exceeded`. Default: 15 s.
+    pub open_timeout: Option<Duration>,
+    /// How long the peer has to answer our close before the connection is
+    /// dropped. Default: 5 s.
+    pub close_timeout: Duration,
+    /// How long the peer has to answer an attach or a detach; past it the
+    /// link is closed and reported as timed out. Default: 15 s.
+    pub attach_timeout: Option<Duration>,
+    /// The most bytes of partly received (multi-frame) deliveries the
+    /// connection holds at once, over all links; past it the connection
+    /// closes with `amqp:resource-limit-exceeded`. Default: 256 MiB.
+    pub max_partial_bytes: u64,
 }
 
 impl Default for Config {
@@ -122,6 +136,10 @@ impl Default for Config {
             max_sessions: 64,
             max_links_per_session: 1024,
             sasl: Sasl::Disabled,
+            open_timeout: Some(Duration::from_secs(15)),
+            close_timeout: Duration::from_secs(5),
+            attach_timeout: Some(Duration::from_secs(15)),
+            max_partial_bytes: 256 * 1024 * 1024,
         }
     }
 }

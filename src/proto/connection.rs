@@ -18,6 +18,7 @@ use super::event::*;
 use super::link::*;
 use super::sasl::{SaslClient, SaslServer};
 use super::session::Session;
+use super::timers::Timers;
 use crate::frame::codec::encode_frame;
 use crate::frame::*;
 use crate::types::{Encode, Symbol};
@@ -68,9 +69,17 @@ pub struct Connection {
     pub(super) links: HashMap<LinkId, Link>,
     pub(super) ready: VecDeque<LinkId>,
     pub(super) next_id: u64,
-    pub(super) last_received: Option<Instant>,
-    pub(super) last_sent: Option<Instant>,
+    pub(super) timers: Timers,
+    /// Output was produced since time was last passed in.
     pub(super) wrote: bool,
+    /// Frames written before our open (a server answering a pipelined
+    /// begin before the application accepted the connection): they go out
+    /// right after the open, which must be the first frame (spec 2.4.1).
+    pub(super) held: BytesMut,
+    /// Transfers received beyond link credit, over the connection's life.
+    pub(super) overshoot_total: u64,
+    /// Bytes held in partly received deliveries, over all links.
+    pub(super) partial_bytes: u64,
 }
 
 pub(super) type Fatal = (Symbol, String);
@@ -108,9 +117,11 @@ impl Connection {
             links: HashMap::new(),
             ready: VecDeque::new(),
             next_id: 0,
-            last_received: None,
-            last_sent: None,
+            timers: Timers::new(),
             wrote: false,
+            held: BytesMut::new(),
+            overshoot_total: 0,
+            partial_bytes: 0,
             config,
         };
         if side == Side::Client {
@@ -165,19 +176,15 @@ impl Connection {
     }
 
     /// Processes the bytes in the input buffer.
+    ///
+    /// Only whole frames count as activity for the idle timeout: a peer
+    /// trickling a byte at a time is not active.
     pub fn handle_input(&mut self, now: Instant) {
-        if !self.input.is_empty() {
-            self.last_received = Some(now);
-        }
         while let Err((cond, desc)) = self.step_input() {
             self.fail(cond, desc);
         }
-        self.last_received = self.last_received.or(Some(now));
         self.pump();
-        if self.wrote {
-            self.last_sent = Some(now);
-            self.wrote = false;
-        }
+        self.advance(now);
     }
 
     /// Convenience: appends `data` to the input buffer and processes it.
@@ -187,15 +194,28 @@ impl Connection {
     }
 
     /// Bytes to write to the transport, if any; all frames queued so far in
-    /// one buffer.
-    pub fn take_output(&mut self) -> Option<BytesMut> {
+    /// one buffer. `now` arms the timers that commands asked for.
+    pub fn take_output(&mut self, now: Instant) -> Option<BytesMut> {
         self.pump();
         self.flush_dispositions();
+        self.advance(now);
         if self.output.is_empty() {
             None
         } else {
             Some(self.output.split())
         }
+    }
+
+    /// How many bytes of output are waiting to be taken: the driver stops
+    /// reading and taking commands above its high-water mark.
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Transfers the peer sent beyond the link credit we granted (tolerated
+    /// within the session's incoming window), over the connection's life.
+    pub fn credit_overshoot(&self) -> u64 {
+        self.overshoot_total
     }
 
     /// Whether output is waiting.
@@ -252,6 +272,7 @@ impl Connection {
                             return Ok(());
                         }
                     };
+                    self.timers.received = true;
                     self.on_header(expect, id)?;
                 }
                 Phase::Sasl | Phase::Amqp => {
@@ -260,6 +281,7 @@ impl Connection {
                         Ok(None) => return Ok(()),
                         Err(e) => return Err(decode_fatal(e)),
                     };
+                    self.timers.received = true;
                     self.on_frame(frame)?;
                 }
             }
@@ -285,7 +307,11 @@ impl Connection {
             ) => {
                 tracing::trace!(channel, ?performative, payload = payload.len(), "RECV");
                 if self.remote_closed {
-                    return fatal(condition::ILLEGAL_STATE, "frame after close");
+                    return Ok(()); // nothing may follow the peer's close: ignored
+                }
+                if self.close_sent && !matches!(performative, Performative::Close(_)) {
+                    // After our close, only the peer's close matters (spec 2.4.3).
+                    return Ok(());
                 }
                 if !self.remote_open && !matches!(performative, Performative::Open(_)) {
                     return fatal(condition::ILLEGAL_STATE, "the first frame must be open");
@@ -315,6 +341,7 @@ impl Connection {
         self.events.push_back(Event::Closed {
             error: Some(error),
             remote: false,
+            timeout: false,
         });
     }
 
@@ -327,7 +354,12 @@ impl Connection {
         payload: &[u8],
     ) {
         tracing::trace!(channel, frame = ?body, payload = payload.len(), "SEND");
-        encode_frame(&mut self.output, channel, body, payload);
+        let out = if self.open_sent || !self.amqp_header_sent {
+            &mut self.output
+        } else {
+            &mut self.held
+        };
+        encode_frame(out, channel, body, payload);
         self.wrote = true;
     }
 
@@ -348,6 +380,7 @@ impl Connection {
                 self.events.push_back(Event::Closed {
                     error: close.error,
                     remote: true,
+                    timeout: false,
                 });
                 Ok(())
             }
@@ -359,6 +392,11 @@ impl Connection {
                         format!("frame on channel {channel}, which has no session"),
                     );
                 };
+                let end_sent = self.sessions.get(&sid).is_some_and(|s| s.end_sent);
+                if end_sent && !matches!(p, Performative::End(_)) {
+                    // After our end, only the peer's end matters (spec 2.5.5).
+                    return Ok(());
+                }
                 match p {
                     Performative::End(end) => self.on_end(sid, end),
                     Performative::Attach(a) => self.on_attach(sid, a),

@@ -41,6 +41,9 @@ pub enum Event {
         error: Option<AmqpError>,
         /// Whether the peer closed (true) or our engine did (false).
         remote: bool,
+        /// Whether our engine closed because a timer ran out (the peer did
+        /// not open, or did not answer our close, in time).
+        timeout: bool,
     },
     /// The peer began a session: the answer to ours, or (`incoming`) a new
     /// one the engine has accepted.
@@ -88,8 +91,11 @@ pub enum Event {
         error: Option<AmqpError>,
         /// Whether the detach came from the peer.
         remote: bool,
-        /// Messages that were queued and never sent.
+        /// Messages that have no outcome: unsettled ones (in send order),
+        /// then queued ones never sent.
         unsent: Vec<(SendId, Message)>,
+        /// Whether the peer did not answer our attach or detach in time.
+        timeout: bool,
     },
     /// A sender link got credit (or more of it).
     Credit {
@@ -136,6 +142,8 @@ pub enum Event {
         delivery: DeliveryId,
         /// The state the peer gave.
         state: Option<DeliveryState>,
+        /// Whether the peer settled it (else it only updated its state).
+        settled: bool,
     },
     /// A receiver's drain finished: the sender used up or gave back all
     /// credit.

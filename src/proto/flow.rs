@@ -8,28 +8,30 @@ use crate::frame::*;
 impl Connection {
     // ---- flow ---------------------------------------------------------------
 
-    /// Grants `credit` to the sender of a receiver link (replacing the
-    /// credit left), with `drain` if the sender should use it up or give it
-    /// back.
-    pub fn flow(&mut self, link: LinkId, credit: u32, drain: bool) {
-        let Some(l) = self.links.get_mut(&link) else {
-            return;
-        };
-        if l.role != Role::Receiver || l.state == LinkState::Detaching {
-            return;
-        }
-        l.credit = credit;
+    /// Adds `credit` to what a receiver link's sender may send, with
+    /// `drain` if the sender should use it all up or give it back. Fails if
+    /// the link is not an attached receiver.
+    pub fn add_credit(&mut self, link: LinkId, credit: u32, drain: bool) -> Result<(), AmqpError> {
+        let l = self
+            .links
+            .get_mut(&link)
+            .filter(|l| l.role == Role::Receiver && l.state != LinkState::Detaching)
+            .ok_or_else(|| super::links::gone(link))?;
+        l.credit = l.credit.saturating_add(credit);
         l.drain = drain;
-        l.granted = credit;
+        l.granted = l.credit;
         l.overshoot = 0;
-        self.write_link_flow(link, false);
-        if drain && credit == 0 {
+        if l.state == LinkState::Attaching || l.state == LinkState::Attached {
+            self.write_link_flow(link, false);
+        }
+        if drain && self.links[&link].credit == 0 {
             // Nothing to drain: done at once.
             if let Some(l) = self.links.get_mut(&link) {
                 l.drain = false;
             }
             self.events.push_back(Event::Drained { link });
         }
+        Ok(())
     }
 
     /// The credit a link has left.
@@ -95,13 +97,21 @@ impl Connection {
             Role::Sender => {
                 // link-credit = delivery-count(flow) + link-credit(flow)
                 //               - delivery-count(ours)   (spec 2.6.7)
-                let dc = f.delivery_count.unwrap_or(0);
-                l.credit = dc
-                    .wrapping_add(f.link_credit.unwrap_or(0))
-                    .wrapping_sub(l.delivery_count);
-                if l.credit > i32::MAX as u32 {
-                    l.credit = 0;
-                }
+                //
+                // Computed as the granted credit less the transfers the
+                // peer had not seen when it sent the flow, so that a grant
+                // of 0xFFFFFFFF (some peers' "unlimited") stays large
+                // instead of wrapping into a negative number.
+                let granted = f.link_credit.unwrap_or(0);
+                let dc = f.delivery_count.unwrap_or(l.delivery_count);
+                let in_flight = l.delivery_count.wrapping_sub(dc);
+                l.credit = if in_flight <= i32::MAX as u32 {
+                    granted.saturating_sub(in_flight)
+                } else {
+                    // The peer counts deliveries we never sent: take its
+                    // grant as it is.
+                    granted
+                };
                 l.drain = f.drain;
                 let credit = l.credit;
                 self.events.push_back(Event::Credit { link: id, credit });

@@ -4,6 +4,7 @@ use super::config::Sasl;
 use super::connection::{fatal, Connection, Fatal, Phase};
 use super::event::*;
 use super::sasl::{SaslServer, SaslStep};
+use super::timers::Timer;
 use crate::frame::codec::encode_sasl_frame;
 use crate::frame::*;
 use crate::types::Symbol;
@@ -138,6 +139,7 @@ impl Connection {
         self.events.push_back(Event::Closed {
             error: Some(AmqpError::new(cond, desc)),
             remote: false,
+            timeout: false,
         });
     }
 
@@ -176,10 +178,14 @@ impl Connection {
         };
         self.write_frame(0, &open, &[]);
         self.open_sent = true;
+        // What was answered before the open follows it.
+        let held = self.held.split();
+        self.output.extend_from_slice(&held);
     }
 
     /// Refuses a peer's connection: open then close with `error`.
     pub fn refuse(&mut self, error: AmqpError) {
+        self.held.clear();
         self.close(Some(error));
     }
 
@@ -198,6 +204,7 @@ impl Connection {
         self.flush_dispositions();
         self.write_frame(0, &Close { error }, &[]);
         self.close_sent = true;
+        self.timers.request(Timer::Close);
     }
 
     pub(super) fn on_open(&mut self, open: Open) -> Result<(), Fatal> {

@@ -104,6 +104,8 @@ pub(crate) struct Incoming {
     /// Later payloads, appended after a copy of `first`.
     pub(crate) rest: Option<BytesMut>,
     pub(crate) len: u64,
+    /// Bytes counted against the connection's partial-delivery budget.
+    pub(crate) counted: u64,
 }
 
 impl Incoming {
@@ -159,6 +161,15 @@ pub(crate) struct Link {
     pub(crate) in_ready: bool,
     // Receiver side.
     pub(crate) incoming: Option<Incoming>,
+    /// The peer answered our attach without a terminus: a refusal, whose
+    /// detach (with the reason) follows.
+    pub(crate) refused: bool,
+    /// We gave up waiting for the peer's attach or detach (the attach
+    /// timeout ran out) and reported the link gone; what the peer still
+    /// sends for it is absorbed.
+    pub(crate) abandoned: bool,
+    /// Overshoot was logged for this link (logged once).
+    pub(crate) overshoot_logged: bool,
 }
 
 impl Link {
@@ -184,6 +195,9 @@ impl Link {
             next_tag: 0,
             in_ready: false,
             incoming: None,
+            refused: false,
+            abandoned: false,
+            overshoot_logged: false,
         }
     }
 

@@ -3,6 +3,7 @@
 use super::connection::{fatal, Connection, Fatal};
 use super::event::*;
 use super::link::*;
+use super::timers::Timer;
 use crate::frame::*;
 use crate::message::Message;
 use crate::types::Symbol;
@@ -40,18 +41,16 @@ impl Connection {
         let channel = s.channel;
         self.write_frame(channel, &attach, &[]);
         self.links.insert(id, Link::new(session, handle, attach));
+        self.timers.request(Timer::Attach(id));
         Ok(id)
     }
 
     /// Accepts a link the peer attached, answering with `attach` (whose
-    /// name, handle and role are filled in here).
-    pub fn accept_link(&mut self, link: LinkId, mut attach: Attach) {
-        let Some(l) = self.links.get_mut(&link) else {
-            return;
-        };
-        if l.state != LinkState::Incoming {
-            return;
-        }
+    /// name, handle and role are filled in here). Fails if the link is not
+    /// waiting for an answer (unknown, or the peer detached it already).
+    pub fn accept_link(&mut self, link: LinkId, mut attach: Attach) -> Result<(), AmqpError> {
+        let max_message_size = self.config.max_message_size;
+        let l = self.incoming_link(link)?;
         attach.name = l.name.clone();
         attach.handle = l.handle;
         attach.role = l.role;
@@ -59,7 +58,7 @@ impl Connection {
             attach.initial_delivery_count = Some(0);
         }
         if attach.role == Role::Receiver && attach.max_message_size.is_none() {
-            attach.max_message_size = Some(self.config.max_message_size);
+            attach.max_message_size = Some(max_message_size);
         }
         l.state = LinkState::Attached;
         l.delivery_count = attach.initial_delivery_count.unwrap_or(l.delivery_count);
@@ -69,17 +68,30 @@ impl Connection {
         let sid = l.session;
         let channel = self.sessions[&sid].channel;
         self.write_frame(channel, &attach, &[]);
+        Ok(())
     }
 
     /// Refuses a link the peer attached: attach with no terminus, then
     /// detach (closed) with `error`, as the spec prescribes.
-    pub fn refuse_link(&mut self, link: LinkId, error: AmqpError) {
-        let Some(l) = self.links.get(&link) else {
+    pub fn refuse_link(&mut self, link: LinkId, error: AmqpError) -> Result<(), AmqpError> {
+        self.incoming_link(link)?;
+        self.answer_without_terminus(link);
+        self.detach(link, true, Some(error))
+    }
+
+    fn incoming_link(&mut self, link: LinkId) -> Result<&mut Link, AmqpError> {
+        self.links
+            .get_mut(&link)
+            .filter(|l| l.state == LinkState::Incoming)
+            .ok_or_else(|| gone(link))
+    }
+
+    /// Answers a peer's attach with one that has no terminus (a refusal,
+    /// always followed by our detach).
+    fn answer_without_terminus(&mut self, link: LinkId) {
+        let Some(l) = self.links.get_mut(&link) else {
             return;
         };
-        if l.state != LinkState::Incoming {
-            return;
-        }
         let attach = Attach {
             name: l.name.clone(),
             handle: l.handle,
@@ -87,10 +99,9 @@ impl Connection {
             initial_delivery_count: (l.role == Role::Sender).then_some(0),
             ..Default::default()
         };
+        l.state = LinkState::Attached;
         let channel = self.sessions[&l.session].channel;
         self.write_frame(channel, &attach, &[]);
-        self.links.get_mut(&link).expect("link exists").state = LinkState::Attached;
-        self.detach(link, true, Some(error));
     }
 
     pub(super) fn on_attach(&mut self, sid: SessionId, a: Attach) -> Result<(), Fatal> {
@@ -106,25 +117,39 @@ impl Connection {
             return fatal(condition::RESOURCE_LIMIT_EXCEEDED, d);
         }
         // An answer to one of our attaches: same name, opposite role.
+        // (Also one we gave up waiting for: its late answer is absorbed.)
         let ours = s.handles.values().copied().find(|id| {
             let l = &self.links[id];
-            l.name == a.name && l.role != a.role && l.state == LinkState::Attaching
+            l.name == a.name
+                && l.role != a.role
+                && l.remote_handle.is_none()
+                && (l.state == LinkState::Attaching || l.abandoned)
         });
-        let s = self.sessions.get_mut(&sid).expect("session exists");
-        s.remote_handles.insert(a.handle, ours.unwrap_or(LinkId(0)));
         match ours {
             Some(id) => {
+                s.remote_handles.insert(a.handle, id);
                 let l = self.links.get_mut(&id).expect("link exists");
                 l.remote_handle = Some(a.handle);
+                if l.abandoned {
+                    return Ok(()); // we detached already; its detach follows
+                }
                 l.state = LinkState::Attached;
                 l.remote_max_message_size = a.max_message_size.filter(|&m| m > 0);
                 if l.role == Role::Receiver {
                     l.delivery_count = a.initial_delivery_count.unwrap_or(0);
                 }
-                self.events.push_back(Event::LinkAttached {
-                    link: id,
-                    attach: Box::new(a),
-                });
+                // A refusal is an attach without the terminus, then a detach
+                // carrying the error (spec 2.6.3): report the detach only.
+                l.refused = match a.role {
+                    Role::Sender => a.source.is_none(),
+                    Role::Receiver => a.target.is_none(),
+                };
+                if !l.refused {
+                    self.events.push_back(Event::LinkAttached {
+                        link: id,
+                        attach: Box::new(a),
+                    });
+                }
             }
             None => {
                 if s.handles.len() >= self.config.max_links_per_session {
@@ -168,13 +193,16 @@ impl Connection {
     }
 
     /// Detaches (or, with `closed`, closes) a link. The link is forgotten
-    /// when the peer's detach arrives.
-    pub fn detach(&mut self, link: LinkId, closed: bool, error: Option<AmqpError>) {
-        let Some(l) = self.links.get_mut(&link) else {
-            return;
-        };
+    /// when the peer's detach arrives (or the attach timeout runs out).
+    pub fn detach(
+        &mut self,
+        link: LinkId,
+        closed: bool,
+        error: Option<AmqpError>,
+    ) -> Result<(), AmqpError> {
+        let l = self.links.get_mut(&link).ok_or_else(|| gone(link))?;
         if l.state == LinkState::Detaching {
-            return;
+            return Ok(());
         }
         l.state = LinkState::Detaching;
         let (handle, sid) = (l.handle, l.session);
@@ -187,18 +215,18 @@ impl Connection {
             error,
         };
         self.write_frame(channel, &detach, &[]);
+        self.timers.request(Timer::Detach(link));
+        Ok(())
     }
 
-    /// Forgets a link; returns its messages without an outcome: the
-    /// unsettled ones (in send order), then the queued ones.
-    pub(super) fn remove_link(&mut self, link: LinkId) -> Option<Vec<(SendId, Message)>> {
-        let l = self.links.remove(&link)?;
+    /// Takes a link's messages that have no outcome: the unsettled ones
+    /// (in send order), then the one being sent and the queued ones.
+    pub(super) fn take_link_messages(&mut self, link: LinkId) -> Vec<(SendId, Message)> {
+        let Some(l) = self.links.get_mut(&link) else {
+            return Vec::new();
+        };
         let mut unsent = Vec::new();
         if let Some(s) = self.sessions.get_mut(&l.session) {
-            s.handles.remove(&l.handle);
-            if let Some(rh) = l.remote_handle {
-                s.remote_handles.remove(&rh);
-            }
             let ids: Vec<u32> = s
                 .outgoing_unsettled
                 .iter()
@@ -210,13 +238,27 @@ impl Connection {
                     unsent.push((u.send, u.message.into_message()));
                 }
             }
-            s.incoming_unsettled.retain(|_, id| *id != link);
         }
         unsent.extend(
             l.queue
-                .into_iter()
+                .drain(..)
                 .map(|q| (q.send, q.message.into_message())),
         );
+        unsent
+    }
+
+    /// Forgets a link; returns its messages without an outcome.
+    pub(super) fn remove_link(&mut self, link: LinkId) -> Option<Vec<(SendId, Message)>> {
+        let unsent = self.take_link_messages(link);
+        self.release_partial(link);
+        let l = self.links.remove(&link)?;
+        if let Some(s) = self.sessions.get_mut(&l.session) {
+            s.handles.remove(&l.handle);
+            if let Some(rh) = l.remote_handle {
+                s.remote_handles.remove(&rh);
+            }
+            s.incoming_unsettled.retain(|_, id| *id != link);
+        }
         Some(unsent)
     }
 
@@ -254,37 +296,59 @@ impl Connection {
             let desc = format!("detach of handle {}, which is not attached", d.handle);
             return self.session_error(sid, condition::UNATTACHED_HANDLE, desc);
         };
+        let l = &self.links[&id];
+        if l.abandoned {
+            // Reported when we gave up on it.
+            self.remove_link(id);
+            return Ok(());
+        }
+        if l.state == LinkState::Incoming {
+            // Detached before we answered its attach: attach, then detach,
+            // so the peer never sees a detach for a handle we never used.
+            self.answer_without_terminus(id);
+        }
         // Answer (unless we detached first), then forget the link.
-        self.detach(id, d.closed, None);
-        let unsent = self.remove_link(id).expect("link exists");
+        let _ = self.detach(id, d.closed, None);
+        let unsent = self.remove_link(id).unwrap_or_default();
         self.events.push_back(Event::LinkDetached {
             link: id,
             closed: d.closed,
             error: d.error,
             remote: true,
             unsent,
+            timeout: false,
         });
         Ok(())
     }
 
-    /// Detaches a link because the peer broke a link rule.
+    /// Detaches a link because the peer broke a link rule; its messages
+    /// without an outcome come back in the event.
     pub(super) fn link_error(&mut self, link: LinkId, cond: Symbol, desc: String) {
         let error = AmqpError::new(cond, desc);
-        self.detach(link, true, Some(error.clone()));
-        if let Some(l) = self.links.get_mut(&link) {
-            let unsent = l
-                .queue
-                .drain(..)
-                .map(|q| (q.send, q.message.into_message()))
-                .collect();
-            l.incoming = None;
-            self.events.push_back(Event::LinkDetached {
-                link,
-                closed: true,
-                error: Some(error),
-                remote: false,
-                unsent,
-            });
+        if self.detach(link, true, Some(error.clone())).is_err() {
+            return;
         }
+        let unsent = self.take_link_messages(link);
+        self.release_partial(link);
+        if let Some(l) = self.links.get_mut(&link) {
+            l.current = None;
+        }
+        self.events.push_back(Event::LinkDetached {
+            link,
+            closed: true,
+            error: Some(error),
+            remote: false,
+            unsent,
+            timeout: false,
+        });
     }
+}
+
+/// The error for a command naming a link that is gone (or in the wrong
+/// state for it).
+pub(super) fn gone(link: LinkId) -> AmqpError {
+    AmqpError::new(
+        condition::ILLEGAL_STATE,
+        format!("link {} is not attached", link.0),
+    )
 }

@@ -180,6 +180,7 @@ impl Connection {
                     error: error.clone(),
                     remote: true,
                     unsent,
+                    timeout: false,
                 });
             }
         }

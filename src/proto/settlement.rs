@@ -2,21 +2,40 @@
 
 use super::connection::{Connection, Fatal};
 use super::event::*;
+use super::link::LinkState;
 use super::session::*;
 use crate::frame::*;
 
 impl Connection {
     /// Settles (or, with `settled` false, updates) an incoming delivery with
     /// `state`. Dispositions are batched into ranges when written.
-    pub fn settle(&mut self, delivery: DeliveryId, state: Option<DeliveryState>, settled: bool) {
-        let Some(l) = self.links.get(&delivery.link) else {
-            return;
+    /// Fails if the delivery's link is gone (the peer will redeliver it)
+    /// or the delivery is settled already.
+    pub fn settle(
+        &mut self,
+        delivery: DeliveryId,
+        state: Option<DeliveryState>,
+        settled: bool,
+    ) -> Result<(), AmqpError> {
+        let l = self
+            .links
+            .get(&delivery.link)
+            .filter(|l| l.state == LinkState::Attached)
+            .ok_or_else(|| super::links::gone(delivery.link))?;
+        let s = self
+            .sessions
+            .get_mut(&l.session)
+            .ok_or_else(|| super::links::gone(delivery.link))?;
+        let known = if settled {
+            s.incoming_unsettled.remove(&delivery.id).is_some()
+        } else {
+            s.incoming_unsettled.contains_key(&delivery.id)
         };
-        let Some(s) = self.sessions.get_mut(&l.session) else {
-            return;
-        };
-        if settled && s.incoming_unsettled.remove(&delivery.id).is_none() {
-            return; // already settled (by us or the peer)
+        if !known {
+            return Err(AmqpError::new(
+                condition::ILLEGAL_STATE,
+                format!("delivery {} is settled already", delivery.id),
+            ));
         }
         s.queue_disposition(PendingDisposition {
             role: Role::Receiver,
@@ -25,6 +44,7 @@ impl Connection {
             settled,
             state,
         });
+        Ok(())
     }
 
     pub(super) fn flush_dispositions(&mut self) {
@@ -53,7 +73,9 @@ impl Connection {
 
     pub(super) fn on_disposition(&mut self, sid: SessionId, d: Disposition) -> Result<(), Fatal> {
         let last = d.last.unwrap_or(d.first);
-        if last < d.first {
+        // Delivery ids are serial numbers (RFC 1982): a range may wrap past
+        // u32::MAX, but may not span half the number space.
+        if last.wrapping_sub(d.first) > i32::MAX as u32 {
             return self.session_error(
                 sid,
                 condition::INVALID_FIELD,
@@ -61,39 +83,56 @@ impl Connection {
             );
         }
         let s = self.sessions.get_mut(&sid).expect("session exists");
+        let ranges = if last >= d.first {
+            [(d.first, last), (1, 0)]
+        } else {
+            [(d.first, u32::MAX), (0, last)]
+        };
         match d.role {
             // The peer is the receiver: outcomes of our sends.
             Role::Receiver => {
-                let ids: Vec<u32> = s
-                    .outgoing_unsettled
-                    .range(d.first..=last)
-                    .map(|(k, _)| *k)
+                let ids: Vec<u32> = ranges
+                    .iter()
+                    .filter(|(a, b)| a <= b)
+                    .flat_map(|&(a, b)| s.outgoing_unsettled.range(a..=b).map(|(k, _)| *k))
                     .collect();
-                for delivery_id in ids {
-                    let (link, send) = if d.settled {
+                // A terminal outcome the peer has not settled (it wants
+                // rcv-settle-mode second, or simply did not settle) is
+                // final for us: settle it, as the spec has the sender do,
+                // rather than keep the message for ever.
+                let terminal = d.state.as_ref().is_some_and(DeliveryState::is_terminal);
+                let settle_now = !d.settled && terminal;
+                for &delivery_id in &ids {
+                    let (link, send) = if d.settled || terminal {
                         let u = s.outgoing_unsettled.remove(&delivery_id).expect("present");
                         (u.link, u.send)
                     } else {
                         let u = &s.outgoing_unsettled[&delivery_id];
                         (u.link, u.send)
                     };
+                    if settle_now {
+                        s.queue_disposition(PendingDisposition {
+                            role: Role::Sender,
+                            first: delivery_id,
+                            last: delivery_id,
+                            settled: true,
+                            state: d.state.clone(),
+                        });
+                    }
                     self.events.push_back(Event::Outcome {
                         link,
                         send,
                         state: d.state.clone(),
-                        settled: d.settled,
+                        settled: d.settled || terminal,
                     });
-                }
-                if d.settled {
-                    // Settled deliveries need no answer in first mode.
                 }
             }
             // The peer is the sender: it settles deliveries it sent us.
             Role::Sender => {
-                let ids: Vec<(u32, LinkId)> = s
-                    .incoming_unsettled
-                    .range(d.first..=last)
-                    .map(|(k, v)| (*k, *v))
+                let ids: Vec<(u32, LinkId)> = ranges
+                    .iter()
+                    .filter(|(a, b)| a <= b)
+                    .flat_map(|&(a, b)| s.incoming_unsettled.range(a..=b).map(|(k, v)| (*k, *v)))
                     .collect();
                 for (delivery_id, link) in ids {
                     if d.settled {
@@ -105,6 +144,7 @@ impl Connection {
                             id: delivery_id,
                         },
                         state: d.state.clone(),
+                        settled: d.settled,
                     });
                 }
             }

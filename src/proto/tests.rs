@@ -51,11 +51,11 @@ impl Pair {
     fn run(&mut self) {
         for _ in 0..10_000 {
             let mut moved = false;
-            if let Some(out) = self.client.take_output() {
+            if let Some(out) = self.client.take_output(self.now) {
                 self.server.handle_bytes(&out, self.now);
                 moved = true;
             }
-            if let Some(out) = self.server.take_output() {
+            if let Some(out) = self.server.take_output(self.now) {
                 self.client.handle_bytes(&out, self.now);
                 moved = true;
             }
@@ -98,16 +98,18 @@ impl Pair {
                 _ => None,
             })
             .expect("incoming link");
-        self.server.accept_link(
-            receiver,
-            Attach {
-                target: Some(Target::new("q").into()),
-                source: Some(Source::default()),
-                ..Default::default()
-            },
-        );
+        self.server
+            .accept_link(
+                receiver,
+                Attach {
+                    target: Some(Target::new("q").into()),
+                    source: Some(Source::default()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         if credit > 0 {
-            self.server.flow(receiver, credit, false);
+            self.server.add_credit(receiver, credit, false).unwrap();
         }
         self.run();
         self.client_events.clear();
@@ -163,7 +165,7 @@ fn send_waits_for_credit_then_flows() {
     p.run();
     assert!(p.deliveries().is_empty(), "no credit, nothing sent");
     assert_eq!(p.client.queued(sender), 5);
-    p.server.flow(receiver, 3, false);
+    p.server.add_credit(receiver, 3, false).unwrap();
     p.run();
     let got = p.deliveries();
     assert_eq!(got.len(), 3);
@@ -172,9 +174,11 @@ fn send_waits_for_credit_then_flows() {
     assert_eq!(p.client.credit(sender), 0);
     // Accept all three: one disposition range.
     for (d, _, _) in &got {
-        p.server.settle(*d, Some(DeliveryState::Accepted), true);
+        p.server
+            .settle(*d, Some(DeliveryState::Accepted), true)
+            .unwrap();
     }
-    let out = p.server.take_output().unwrap();
+    let out = p.server.take_output(p.now).unwrap();
     assert_eq!(
         out.len(),
         8 + 3 + 3 + 1 + 1 + 2 + 1 + 4,
@@ -187,7 +191,7 @@ fn send_waits_for_credit_then_flows() {
     assert!(outcomes
         .iter()
         .all(|(_, s)| *s == Some(DeliveryState::Accepted)));
-    p.server.flow(receiver, 10, false);
+    p.server.add_credit(receiver, 10, false).unwrap();
     p.run();
     assert_eq!(p.deliveries().len(), 2);
 }
@@ -238,7 +242,7 @@ fn drain_uses_up_credit() {
     let mut p = Pair::plain();
     let (sender, receiver) = p.link(0);
     p.client.send(sender, Message::from("only"), false).unwrap();
-    p.server.flow(receiver, 5, true);
+    p.server.add_credit(receiver, 5, true).unwrap();
     p.run();
     assert_eq!(p.deliveries().len(), 1);
     assert!(p
@@ -263,9 +267,11 @@ fn out_of_order_dispositions() {
     p.run();
     let got = p.deliveries();
     p.server
-        .settle(got[3].0, Some(DeliveryState::Released), true);
+        .settle(got[3].0, Some(DeliveryState::Released), true)
+        .unwrap();
     p.server
-        .settle(got[0].0, Some(DeliveryState::Accepted), true);
+        .settle(got[0].0, Some(DeliveryState::Accepted), true)
+        .unwrap();
     p.run();
     let o = p.outcomes();
     assert_eq!(
@@ -276,26 +282,34 @@ fn out_of_order_dispositions() {
         ]
     );
     p.server
-        .settle(got[2].0, Some(DeliveryState::Accepted), true);
+        .settle(got[2].0, Some(DeliveryState::Accepted), true)
+        .unwrap();
     p.server
-        .settle(got[1].0, Some(DeliveryState::Accepted), true);
+        .settle(got[1].0, Some(DeliveryState::Accepted), true)
+        .unwrap();
     p.run();
     assert_eq!(p.outcomes().len(), 2);
 }
 
 #[test]
 fn transfer_without_credit_detaches_the_link() {
-    let mut p = Pair::plain();
+    let mut p = Pair::new(
+        Config::default(),
+        Config {
+            incoming_window: 4,
+            ..Default::default()
+        },
+    );
     let (sender, receiver) = p.link(1);
     // Forge credit on the sender side by faking a flow from the receiver.
     p.client.send(sender, Message::from("a"), false).unwrap();
     p.run();
     assert_eq!(p.deliveries().len(), 1);
-    // The credit (1) is used up. One transfer more is tolerated (a peer
-    // whose transfer crossed our flow overshoots by up to our last grant, as
-    // RabbitMQ does); the next one violates the credit.
+    // The credit (1) is used up. Transfers beyond it are tolerated within
+    // the session's incoming window (4 here) since our last flow (RabbitMQ
+    // overshoots under load) and counted; the next one violates the credit.
     let mut forged = bytes::BytesMut::new();
-    for id in 1..=2u32 {
+    for id in 1..=5u32 {
         crate::frame::codec::encode_frame(
             &mut forged,
             0,
@@ -311,7 +325,12 @@ fn transfer_without_credit_detaches_the_link() {
     }
     p.server.handle_bytes(&forged, p.now);
     p.run();
-    assert_eq!(p.deliveries().len(), 1, "the overshoot of one is delivered");
+    assert_eq!(
+        p.deliveries().len(),
+        4,
+        "the overshoot within the window is delivered"
+    );
+    assert_eq!(p.server.credit_overshoot(), 4);
     let detached = p.server_events.iter().find_map(|e| match e {
         Event::LinkDetached {
             link,
@@ -398,11 +417,13 @@ fn oversize_message_detaches_with_message_size_exceeded() {
 fn detach_with_error_reaches_the_peer() {
     let mut p = Pair::plain();
     let (sender, receiver) = p.link(5);
-    p.server.detach(
-        receiver,
-        true,
-        Some(AmqpError::new(condition::NOT_FOUND, "gone")),
-    );
+    p.server
+        .detach(
+            receiver,
+            true,
+            Some(AmqpError::new(condition::NOT_FOUND, "gone")),
+        )
+        .unwrap();
     p.client.send(sender, Message::from("late"), false).ok();
     p.run();
     let e = p
@@ -448,10 +469,12 @@ fn refused_link_sees_the_error() {
             _ => None,
         })
         .unwrap();
-    p.server.refuse_link(
-        incoming,
-        AmqpError::new(condition::NOT_FOUND, "no such node"),
-    );
+    p.server
+        .refuse_link(
+            incoming,
+            AmqpError::new(condition::NOT_FOUND, "no such node"),
+        )
+        .unwrap();
     p.run();
     assert!(p.client_events.iter().any(|e| matches!(
         e,
@@ -478,7 +501,7 @@ fn session_end_and_connection_close_with_errors() {
     p.run();
     assert!(p.client_events.iter().any(|e| matches!(
         e,
-        Event::Closed { error: Some(err), remote: true } if err.condition == condition::CONNECTION_FORCED
+        Event::Closed { error: Some(err), remote: true, .. } if err.condition == condition::CONNECTION_FORCED
     )));
     assert!(p.client.is_closed() && p.server.is_closed());
 }
@@ -498,6 +521,7 @@ fn garbage_closes_with_decode_or_framing_error() {
             Event::Closed {
                 error,
                 remote: false,
+                ..
             } => error.clone(),
             _ => None,
         })
@@ -505,7 +529,7 @@ fn garbage_closes_with_decode_or_framing_error() {
     assert_eq!(err.condition, condition::DECODE_ERROR);
     assert!(p.client_events.iter().any(|e| matches!(
         e,
-        Event::Closed { error: Some(err), remote: true } if err.condition == condition::DECODE_ERROR
+        Event::Closed { error: Some(err), remote: true, .. } if err.condition == condition::DECODE_ERROR
     )));
 
     let mut p = Pair::plain();
@@ -513,7 +537,7 @@ fn garbage_closes_with_decode_or_framing_error() {
     p.run();
     assert!(p.server_events.iter().any(|e| matches!(
         e,
-        Event::Closed { error: Some(err), remote: false } if err.condition == condition::FRAMING_ERROR
+        Event::Closed { error: Some(err), remote: false, .. } if err.condition == condition::FRAMING_ERROR
     )));
 }
 
@@ -548,7 +572,7 @@ fn idle_timeout_heartbeats_and_expiry() {
     assert!(t <= p.now + Duration::from_secs(2));
     p.client.handle_timeout(p.now + Duration::from_secs(2));
     assert_eq!(
-        &p.client.take_output().unwrap()[..],
+        &p.client.take_output(p.now).unwrap()[..],
         &[0, 0, 0, 8, 2, 0, 0, 0]
     );
     // The server hears nothing for 4 s: it closes.
@@ -556,7 +580,7 @@ fn idle_timeout_heartbeats_and_expiry() {
     p.run();
     assert!(p.client_events.iter().any(|e| matches!(
         e,
-        Event::Closed { error: Some(err), remote: true } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
+        Event::Closed { error: Some(err), remote: true, .. } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
     )));
 }
 
@@ -588,10 +612,10 @@ fn sasl_plain_and_anonymous() {
     let mut s = Connection::new(Side::Server, server());
     c.open();
     for _ in 0..10 {
-        if let Some(o) = c.take_output() {
+        if let Some(o) = c.take_output(Instant::now()) {
             s.handle_bytes(&o, Instant::now());
         }
-        if let Some(o) = s.take_output() {
+        if let Some(o) = s.take_output(Instant::now()) {
             c.handle_bytes(&o, Instant::now());
         }
     }
@@ -641,7 +665,7 @@ fn incoming_links_are_bounded() {
     );
     assert!(p.client_events.iter().any(|e| matches!(
         e,
-        Event::Closed { error: Some(err), remote: true } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
+        Event::Closed { error: Some(err), remote: true, .. } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
     )));
 }
 
@@ -653,8 +677,9 @@ fn settlements_go_out_before_a_detach_in_the_same_turn() {
     p.run();
     let got = p.deliveries();
     p.server
-        .settle(got[0].0, Some(DeliveryState::Accepted), true);
-    p.server.detach(receiver, true, None);
+        .settle(got[0].0, Some(DeliveryState::Accepted), true)
+        .unwrap();
+    p.server.detach(receiver, true, None).unwrap();
     p.run();
     let outcome = p
         .client_events
