@@ -26,6 +26,11 @@ pub enum Outcome {
     /// The message was sent settled (at-most-once): the peer gives no
     /// outcome; this resolves once the bytes are handed to the socket.
     Presettled,
+    /// The peer settled the message without stating an outcome: whether it
+    /// was processed is unknown (the spec leaves it to the source's default
+    /// outcome). Not a success: [`into_result`](Self::into_result) is an
+    /// error.
+    Settled,
 }
 
 impl Outcome {
@@ -43,11 +48,15 @@ impl Outcome {
             Outcome::Rejected(None) => Err(Error::new(ErrorKind::Rejected, "rejected")),
             Outcome::Released => Err(Error::new(ErrorKind::Rejected, "released")),
             Outcome::Modified { .. } => Err(Error::new(ErrorKind::Rejected, "modified")),
+            Outcome::Settled => Err(Error::new(
+                ErrorKind::Rejected,
+                "settled without an outcome: the peer may not have processed it",
+            )),
         }
     }
 
     /// The outcome a delivery state stands for. A settlement without a
-    /// state counts as released: the message may not have been processed.
+    /// (terminal) state is [`Outcome::Settled`].
     pub(crate) fn from_state(state: Option<DeliveryState>) -> Self {
         match state {
             Some(DeliveryState::Accepted) => Outcome::Accepted,
@@ -61,8 +70,9 @@ impl Outcome {
                 undeliverable_here: undeliverable_here.unwrap_or(false),
                 message_annotations,
             },
+            Some(DeliveryState::Released) => Outcome::Released,
             Some(DeliveryState::Transactional(t)) => Outcome::from_state(t.outcome.map(|b| *b)),
-            _ => Outcome::Released,
+            _ => Outcome::Settled,
         }
     }
 }

@@ -176,8 +176,8 @@ impl Connection {
             desired_capabilities: c.desired_capabilities.clone(),
             properties: c.properties.clone(),
         };
+        self.open_sent = true; // (so that the open itself is not held)
         self.write_frame(0, &open, &[]);
-        self.open_sent = true;
         // What was answered before the open follows it.
         let held = self.held.split();
         self.output.extend_from_slice(&held);

@@ -691,3 +691,394 @@ fn settlements_go_out_before_a_detach_in_the_same_turn() {
         .position(|e| matches!(e, Event::LinkDetached { .. }));
     assert!(outcome.unwrap() < detach.unwrap());
 }
+
+// ---- timers on a virtual clock, and the robust-core findings -------------
+
+impl Pair {
+    /// Advances the virtual clock by `d`, fires both engines' timers, and
+    /// moves what they produced.
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
+        self.run();
+    }
+
+    fn client_link(&mut self, name: &str) -> LinkId {
+        let cs = self.client.begin().unwrap();
+        self.run();
+        let link = self
+            .client
+            .attach(
+                cs,
+                Attach {
+                    name: name.into(),
+                    role: Role::Sender,
+                    target: Some(Target::new("q").into()),
+                    source: Some(Source::default()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        self.run();
+        link
+    }
+}
+
+fn frames(out: &[u8]) -> Vec<Performative> {
+    let mut buf = bytes::BytesMut::from(out);
+    let mut dec = FrameDecoder::default();
+    if buf.starts_with(b"AMQP") {
+        let _ = buf.split_to(8);
+    }
+    let mut v = Vec::new();
+    while let Ok(Some(f)) = dec.decode(&mut buf) {
+        if let Frame::Amqp { performative, .. } = f {
+            v.push(performative);
+        }
+    }
+    v
+}
+
+#[test]
+fn open_timeout_closes_a_silent_peer() {
+    let now = Instant::now();
+    let mut c = Connection::new(
+        Side::Client,
+        Config {
+            open_timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
+        },
+    );
+    c.open();
+    c.take_output(now).unwrap();
+    assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(3)));
+    c.handle_timeout(now + Duration::from_secs(2));
+    assert!(c.poll_event().is_none());
+    c.handle_timeout(now + Duration::from_secs(3));
+    assert!(matches!(
+        c.poll_event(),
+        Some(Event::Closed { timeout: true, remote: false, error: Some(e) })
+            if e.condition == condition::RESOURCE_LIMIT_EXCEEDED
+    ));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn close_timeout_gives_up_on_a_peer_that_does_not_answer() {
+    let mut p = Pair::plain();
+    p.client.close(None);
+    let out = p.client.take_output(p.now).unwrap();
+    assert!(matches!(frames(&out)[..], [Performative::Close(_)]));
+    // The server never sees it: after the close timeout (5 s) we give up.
+    p.now += Duration::from_secs(5);
+    p.client.handle_timeout(p.now);
+    assert!(matches!(
+        p.client.poll_event(),
+        Some(Event::Closed { timeout: true, .. })
+    ));
+    assert!(p.client.is_closed());
+    assert_eq!(p.client.poll_timeout(), None);
+}
+
+#[test]
+fn attach_timeout_detaches_and_absorbs_the_late_answer() {
+    let mut p = Pair::plain();
+    let link = p.client_link("late");
+    let incoming = p
+        .server_events
+        .iter()
+        .find_map(|e| match e {
+            Event::IncomingLink { link, .. } => Some(*link),
+            _ => None,
+        })
+        .unwrap();
+    // The server application sits on it past the attach timeout (15 s).
+    p.advance(Duration::from_secs(15));
+    let detached: Vec<_> = p
+        .client_events
+        .iter()
+        .filter(|e| matches!(e, Event::LinkDetached { link: l, timeout: true, .. } if *l == link))
+        .collect();
+    assert_eq!(detached.len(), 1, "{:?}", p.client_events);
+    // Our detach reached the server, whose link was never answered: it
+    // answers attach + detach (never a bare detach), and the late accept fails.
+    assert!(p
+        .server_events
+        .iter()
+        .any(|e| matches!(e, Event::LinkDetached { link: l, remote: true, .. } if *l == incoming)));
+    assert!(p.server.accept_link(incoming, Attach::default()).is_err());
+    p.run();
+    assert!(!p
+        .client_events
+        .iter()
+        .any(|e| matches!(e, Event::LinkAttached { .. })));
+    assert!(p.client.links.is_empty(), "the late answer is absorbed");
+    assert!(p.server.links.is_empty());
+    assert!(!p
+        .client_events
+        .iter()
+        .any(|e| matches!(e, Event::SessionEnded { .. } | Event::Closed { .. })));
+}
+
+#[test]
+fn heartbeat_deadline_moves_on_while_a_write_is_blocked() {
+    let mut p = Pair::new(
+        Config::default(),
+        Config {
+            idle_timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        },
+    );
+    let t0 = p.client.poll_timeout().unwrap();
+    // Output is produced but never taken (the socket does not drain).
+    p.client.begin().unwrap();
+    p.client.handle_timeout(t0);
+    let next = p.client.poll_timeout().unwrap();
+    assert!(next > t0, "deadline {next:?} still in the past at {t0:?}");
+    p.client.handle_timeout(next);
+    assert!(p.client.poll_timeout().unwrap() > next);
+}
+
+#[test]
+fn idle_timeout_counts_whole_frames_not_trickled_bytes() {
+    let mut p = Pair::new(
+        Config {
+            idle_timeout: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+        Config::default(),
+    );
+    // A peer sends one frame a byte every 200 ms: bytes, but no frame,
+    // arrive for more than the idle timeout.
+    let mut frame = bytes::BytesMut::new();
+    crate::frame::codec::encode_frame(
+        &mut frame,
+        0,
+        &Begin {
+            next_outgoing_id: 0,
+            incoming_window: 10,
+            outgoing_window: 10,
+            ..Default::default()
+        },
+        &[0u8; 64],
+    );
+    for b in frame.iter().take(10) {
+        p.now += Duration::from_millis(200);
+        p.client.handle_bytes(&[*b], p.now);
+        p.client.handle_timeout(p.now);
+    }
+    let closed = std::iter::from_fn(|| p.client.poll_event()).find_map(|e| match e {
+        Event::Closed { error, .. } => error,
+        _ => None,
+    });
+    assert_eq!(
+        closed.unwrap().condition,
+        condition::RESOURCE_LIMIT_EXCEEDED
+    );
+}
+
+#[test]
+fn open_is_the_first_frame_even_when_the_peer_pipelines_begin() {
+    let mut client = Connection::new(Side::Client, Config::default());
+    let mut server = Connection::new(Side::Server, Config::default());
+    let now = Instant::now();
+    client.open();
+    client.begin().unwrap();
+    // Header, open and begin arrive together; the server application has
+    // not accepted the connection yet.
+    let out = client.take_output(now).unwrap();
+    server.handle_bytes(&out, now);
+    let before = server.take_output(now).unwrap_or_default();
+    assert!(frames(&before).is_empty(), "{:?}", frames(&before));
+    server.open();
+    let after = server.take_output(now).unwrap();
+    let got = frames(&[&before[..], &after[..]].concat());
+    assert!(
+        matches!(got[..], [Performative::Open(_), Performative::Begin(_)]),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_grant_of_0xffffffff_is_large_credit() {
+    let mut p = Pair::plain();
+    let (sender, _receiver) = p.link(0);
+    let mut flow = bytes::BytesMut::new();
+    crate::frame::codec::encode_frame(
+        &mut flow,
+        0,
+        &Flow {
+            next_incoming_id: Some(0),
+            incoming_window: 1000,
+            next_outgoing_id: 1,
+            outgoing_window: 1000,
+            handle: Some(0),
+            delivery_count: Some(0),
+            link_credit: Some(u32::MAX),
+            ..Default::default()
+        },
+        &[],
+    );
+    p.client.handle_bytes(&flow, p.now);
+    assert_eq!(p.client.credit(sender), u32::MAX);
+    p.client.send(sender, Message::from("x"), false).unwrap();
+    p.run();
+    assert_eq!(p.deliveries().len(), 1);
+}
+
+#[test]
+fn dispositions_may_wrap_past_u32_max() {
+    let mut p = Pair::plain();
+    let (sender, receiver) = p.link(10);
+    for s in p.client.sessions.values_mut() {
+        s.next_delivery_id = u32::MAX - 1;
+    }
+    for i in 0..3 {
+        p.client
+            .send(sender, Message::from(format!("{i}")), false)
+            .unwrap();
+    }
+    p.run();
+    let got = p.deliveries();
+    let ids: Vec<u32> = got.iter().map(|(d, _, _)| d.id).collect();
+    assert_eq!(ids, vec![u32::MAX - 1, u32::MAX, 0]);
+    for (d, _, _) in &got {
+        p.server
+            .settle(*d, Some(DeliveryState::Accepted), true)
+            .unwrap();
+    }
+    // One range, MAX-1..=0, wrapping.
+    let out = p.server.take_output(p.now).unwrap();
+    match &frames(&out)[..] {
+        [Performative::Disposition(d)] => {
+            assert_eq!((d.first, d.last), (u32::MAX - 1, Some(0)))
+        }
+        f => panic!("{f:?}"),
+    }
+    p.client.handle_bytes(&out, p.now);
+    p.run();
+    assert_eq!(p.outcomes().len(), 3);
+    let _ = receiver;
+}
+
+#[test]
+fn an_unsettled_terminal_outcome_is_settled_by_the_sender() {
+    let mut p = Pair::plain();
+    let (sender, receiver) = p.link(10);
+    p.client.send(sender, Message::from("x"), false).unwrap();
+    p.run();
+    let (d, _, _) = p.deliveries()[0];
+    // rcv-settle-mode second: the receiver states the outcome unsettled.
+    p.server
+        .settle(d, Some(DeliveryState::Accepted), false)
+        .unwrap();
+    p.run();
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Outcome {
+            state: Some(DeliveryState::Accepted),
+            settled: true,
+            ..
+        }
+    )));
+    assert!(p.server_events.iter().any(|e| matches!(
+        e,
+        Event::RemoteSettled { delivery, settled: true, .. } if *delivery == d
+    )));
+    assert!(p
+        .client
+        .sessions
+        .values()
+        .all(|s| s.outgoing_unsettled.is_empty()));
+    let _ = receiver;
+}
+
+#[test]
+fn a_duplicate_delivery_id_in_flight_ends_the_session() {
+    let mut p = Pair::plain();
+    let (_sender, _receiver) = p.link(10);
+    let mut forged = bytes::BytesMut::new();
+    for tag in [1u8, 2] {
+        crate::frame::codec::encode_frame(
+            &mut forged,
+            0,
+            &Transfer {
+                handle: 0,
+                delivery_id: Some(7),
+                delivery_tag: Some(Bytes::copy_from_slice(&[tag])),
+                message_format: Some(0),
+                ..Default::default()
+            },
+            &[0x00, 0x53, 0x77, 0x40],
+        );
+    }
+    p.server.handle_bytes(&forged, p.now);
+    p.run();
+    assert_eq!(p.deliveries().len(), 1);
+    assert!(p.server_events.iter().any(|e| matches!(
+        e,
+        Event::SessionEnded { error: Some(err), .. } if err.condition == condition::ILLEGAL_STATE
+    )));
+}
+
+#[test]
+fn partial_deliveries_share_a_connection_budget() {
+    let mut p = Pair::new(
+        Config {
+            max_frame_size: 512,
+            ..Default::default()
+        },
+        Config {
+            max_frame_size: 512,
+            max_partial_bytes: 4096,
+            ..Default::default()
+        },
+    );
+    let (sender, _receiver) = p.link(10);
+    p.client
+        .send(sender, Message::from(vec![7u8; 8192]), false)
+        .unwrap();
+    p.run();
+    assert!(p.deliveries().is_empty());
+    assert!(p.server_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), remote: false, .. }
+            if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
+    )));
+}
+
+#[test]
+fn frames_after_our_close_are_ignored() {
+    let mut p = Pair::plain();
+    p.client.close(None);
+    let _ = p.client.take_output(p.now);
+    // The peer had sent a begin before it saw our close.
+    let mut f = bytes::BytesMut::new();
+    crate::frame::codec::encode_frame(
+        &mut f,
+        3,
+        &Begin {
+            remote_channel: Some(40),
+            next_outgoing_id: 0,
+            incoming_window: 1,
+            outgoing_window: 1,
+            ..Default::default()
+        },
+        &[],
+    );
+    crate::frame::codec::encode_frame(&mut f, 0, &Close { error: None }, &[]);
+    p.client.handle_bytes(&f, p.now);
+    let events: Vec<Event> = std::iter::from_fn(|| p.client.poll_event()).collect();
+    assert!(
+        matches!(
+            &events[..],
+            [Event::Closed {
+                error: None,
+                remote: true,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+}
