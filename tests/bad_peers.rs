@@ -524,3 +524,106 @@ async fn oversize_message_is_rejected_locally() {
     assert_eq!(got.body().as_bytes(), Some(&[1u8; 100][..]));
     conn.close().await.unwrap();
 }
+
+/// A peer that ignores link credit: transfers beyond it are tolerated
+/// within the session's incoming window since our last flow (RabbitMQ
+/// overshoots under load), and past that the link is detached with
+/// amqp:link:transfer-limit-exceeded. The application, which never reads,
+/// holds at most the credit window plus that budget.
+#[tokio::test]
+async fn peer_flooding_beyond_credit_is_detached() {
+    use aqueduct::frame::{Begin, Detach, Transfer};
+    let mut listener = aqueduct::listen("amqp://127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().port();
+    let server = tokio::spawn(async move {
+        let conn = listener.accept().await.unwrap().accept().unwrap();
+        loop {
+            match conn.next_incoming().await {
+                Some(IncomingEndpoint::Link(link)) => {
+                    let opts = ReceiverOptions::new("q").credit_window(10);
+                    // Never read: no credit is topped up.
+                    return (conn, link.accept_receiver(None, opts).unwrap());
+                }
+                Some(_) => continue,
+                None => panic!("connection ended"),
+            }
+        }
+    });
+    let mut raw = RawPeer::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&ProtocolId::Amqp.header());
+    let open = Open {
+        container_id: "flooder".into(),
+        ..Default::default()
+    };
+    encode_frame(&mut out, 0, &open, &[]);
+    let begin = Begin {
+        next_outgoing_id: 0,
+        incoming_window: 65535,
+        outgoing_window: 65535,
+        ..Default::default()
+    };
+    encode_frame(&mut out, 0, &begin, &[]);
+    let attach = Attach {
+        name: "flood".into(),
+        handle: 0,
+        role: Role::Sender,
+        target: Some(Target::new("q").into()),
+        initial_delivery_count: Some(0),
+        ..Default::default()
+    };
+    encode_frame(&mut out, 0, &attach, &[]);
+    raw.write(&out).await;
+    assert_eq!(raw.header().await, ProtocolId::Amqp.header());
+    // Wait for the flow granting 10.
+    promptly("the receiver's flow", async {
+        loop {
+            if let Some(Frame::Amqp {
+                performative:
+                    Performative::Flow(Flow {
+                        handle: Some(_), ..
+                    }),
+                ..
+            }) = raw.frame().await
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    let (_conn, _receiver) = server.await.unwrap();
+    let mut payload = BytesMut::new();
+    Message::from("flood").encode(&mut payload);
+    let mut out = BytesMut::new();
+    for i in 0..3000u32 {
+        let t = Transfer {
+            handle: 0,
+            delivery_id: Some(i),
+            delivery_tag: Some(bytes::Bytes::copy_from_slice(&i.to_be_bytes())),
+            message_format: Some(0),
+            settled: Some(true),
+            ..Default::default()
+        };
+        encode_frame(&mut out, 0, &t, &payload);
+    }
+    raw.write(&out).await;
+    let detach: Detach = promptly("a detach", async {
+        loop {
+            match raw.frame().await {
+                Some(Frame::Amqp {
+                    performative: Performative::Detach(d),
+                    ..
+                }) => break d,
+                Some(_) => continue,
+                None => panic!("the connection closed without a detach"),
+            }
+        }
+    })
+    .await;
+    let error = detach.error.expect("a detach with an error");
+    assert_eq!(
+        error.condition.as_str(),
+        "amqp:link:transfer-limit-exceeded",
+        "{error:?}"
+    );
+}

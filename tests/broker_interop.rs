@@ -753,7 +753,7 @@ async fn peer_opening_ten_thousand_links_is_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_sending_without_credit_is_detached() {
+async fn peer_sending_without_credit_does_not_disturb_the_broker() {
     let broker = Broker::start(&["--credit", "10"]).await;
     let mut raw = Raw::open(broker.port).await;
     let mut out = BytesMut::new();
@@ -786,26 +786,15 @@ async fn peer_sending_without_credit_is_detached() {
         encode_frame(&mut out, 0, &t, &payload);
     }
     raw.stream.write_all(&out).await.unwrap();
+    // Overshoot is tolerated within the session window since the broker's
+    // last flow (RabbitMQ overshoots under load); the link is detached with
+    // amqp:link:transfer-limit-exceeded past it (tests/bad_peers.rs checks
+    // that against a receiver that never tops up). Here the broker keeps
+    // serving others during and after the flood, and queues at most what
+    // was sent.
     roundtrip(&broker, "during-flood").await;
-    let error = raw
-        .until(|p| match p {
-            Performative::Detach(d) => Some(d.error.clone()),
-            Performative::End(e) => Some(e.error.clone()),
-            Performative::Close(c) => Some(c.error.clone()),
-            _ => None,
-        })
-        .await
-        .expect("a detach with an error");
-    assert_eq!(
-        error.condition,
-        condition::TRANSFER_LIMIT_EXCEEDED,
-        "{error:?}"
-    );
     drop(raw);
     roundtrip(&broker, "after-flood").await;
-    // What fit in the credit was queued, and at most one grant more (a
-    // transfer that crosses our flow may overshoot, as RabbitMQ's do; the
-    // engine tolerates that much, as Proton does); nothing beyond it.
     let conn = aqueduct::connect(broker.url()).await.unwrap();
     let mut r = conn.open_receiver("flooded").await.unwrap();
     let mut n = 0;
@@ -813,7 +802,7 @@ async fn peer_sending_without_credit_is_detached() {
         assert_eq!(d.message().body().as_str(), Some("flood"));
         n += 1;
     }
-    assert!(n <= 20, "{n} messages queued with 10 credit");
+    assert!((10..=1000).contains(&n), "{n} messages queued");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -414,3 +414,114 @@ async fn listens_on_ipv6_any_and_reports_the_bound_port() {
     assert_eq!(client.remote_container_id(), server.container_id());
     client.close().await.unwrap();
 }
+
+/// tower's contract: a `poll_ready` that returns `Ready` reserves the slot
+/// that `call` then uses, so two clones sharing an in-flight bound of one
+/// cannot both be ready.
+#[tokio::test]
+async fn poll_ready_reserves_the_in_flight_slot() {
+    use std::task::Poll;
+    use tower::Service;
+    let (client, server) = pair().await;
+    let opts = SenderOptions::new("q").max_in_flight(1);
+    let (mut a, mut rx) = sender_link(&client, &server, opts, 10).await;
+    let mut b = a.clone();
+    async fn ready(s: &mut Sender) -> bool {
+        futures::future::poll_fn(|cx| Poll::Ready(s.poll_ready(cx).is_ready())).await
+    }
+    assert!(ready(&mut a).await, "a reserves the only slot");
+    assert!(!ready(&mut b).await, "b must wait: the slot is a's");
+    let outcome = a.call(Message::from("one"));
+    let d = tokio::time::timeout(T, rx.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    d.accept().await.unwrap();
+    assert_eq!(outcome.await.unwrap(), Outcome::Accepted);
+    // The slot is free again; dropping an unused reservation frees it too.
+    assert!(ready(&mut b).await);
+    drop(b);
+    assert!(ready(&mut a).await);
+}
+
+/// A detach by the peer, even without an error, ends a receiver's stream
+/// with an error: the user can tell it from their own close.
+#[tokio::test]
+async fn remote_detach_without_error_is_an_error_not_the_end() {
+    let (client, server) = pair().await;
+    let (mut r, s) = receiver_link(&client, &server, ReceiverOptions::new("q")).await;
+    s.close().await.unwrap();
+    let item = tokio::time::timeout(T, r.next()).await.unwrap();
+    let err = item.expect("an item, not the end").unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::LinkDetached);
+    assert!(tokio::time::timeout(T, r.next()).await.unwrap().is_none());
+}
+
+/// Dropping a receiver releases the deliveries it buffered without
+/// yielding them: the sender sees them released, not lost.
+#[tokio::test]
+async fn dropping_a_receiver_releases_what_it_buffered() {
+    let (client, server) = pair().await;
+    let (mut r, s) = receiver_link(
+        &client,
+        &server,
+        ReceiverOptions::new("q").credit_window(10),
+    )
+    .await;
+    let sends: Vec<_> = (0..5)
+        .map(|i| s.send(Message::from(format!("{i}"))))
+        .collect();
+    // Take one, so that the others are surely buffered, then drop.
+    let first = tokio::time::timeout(T, r.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    first.accept().await.unwrap();
+    while client.statistics().messages_in < 5 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(r);
+    let outcomes = futures::future::join_all(sends).await;
+    assert_eq!(outcomes[0].as_ref().unwrap(), &Outcome::Accepted);
+    for o in &outcomes[1..] {
+        assert_eq!(o.as_ref().unwrap(), &Outcome::Released);
+    }
+}
+
+/// Settling a delivery whose link is gone says so: the peer did not get
+/// the settlement and keeps (and will redeliver) the message.
+#[tokio::test]
+async fn accepting_after_the_link_is_gone_is_an_error() {
+    let (client, server) = pair().await;
+    let opts = ReceiverOptions::new("q").auto_accept(false);
+    let (mut r, s) = receiver_link(&client, &server, opts).await;
+    let _pending = s.send(Message::from("x"));
+    let d = tokio::time::timeout(T, r.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    s.close().await.unwrap();
+    // The stream reports the detach; the delivery can no longer be settled.
+    let _ = tokio::time::timeout(T, r.next()).await.unwrap();
+    let err = d.accept().await.unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::LinkDetached);
+}
+
+/// rcv-settle-mode second: `accept` resolves once the sender has settled.
+#[tokio::test]
+async fn settle_second_accept_waits_for_the_sender() {
+    let (client, server) = pair().await;
+    let opts = ReceiverOptions::new("q").settle_second().auto_accept(false);
+    let (mut r, s) = receiver_link(&client, &server, opts).await;
+    let out = s.send(Message::from("x"));
+    let d = tokio::time::timeout(T, r.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(T, d.accept()).await.unwrap().unwrap();
+    assert_eq!(out.await.unwrap(), Outcome::Accepted);
+}

@@ -36,6 +36,17 @@ pub struct Sender {
     window: Arc<Window>,
     sink_pending: FuturesUnordered<OutcomeRx>,
     sink_error: Option<Error>,
+    /// This handle holds an in-flight slot reserved by `poll_ready`.
+    reserved: bool,
+}
+
+/// A slot reserved by `poll_ready` and never used is given back.
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if self.reserved {
+            self.window.unreserve();
+        }
+    }
 }
 
 impl Clone for Sender {
@@ -48,6 +59,7 @@ impl Clone for Sender {
             window: self.window.clone(),
             sink_pending: FuturesUnordered::new(),
             sink_error: None,
+            reserved: false,
         }
     }
 }
@@ -70,6 +82,7 @@ impl Sender {
             window,
             sink_pending: FuturesUnordered::new(),
             sink_error: None,
+            reserved: false,
         }
     }
 
@@ -165,13 +178,28 @@ impl Sender {
         }
     }
 
+    /// Reserves an in-flight slot for the next `start_send`/`call`.
     fn poll_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        ready!(self.window.poll_ready(cx));
+        if !self.reserved {
+            ready!(self.window.poll_reserve(cx));
+            self.reserved = true;
+        }
         Poll::Ready(Ok(()))
+    }
+
+    /// Sends in the reserved slot if there is one, else as `send` does.
+    fn submit_ready(&mut self, message: Payload) -> OutcomeRx {
+        if std::mem::take(&mut self.reserved) {
+            let (reply, rx) = oneshot::channel();
+            self.window.submit_reserved(message, reply);
+            rx
+        } else {
+            self.submit(message)
+        }
     }
 }
 
-/// Sends as a `Sink`: `poll_ready` waits for an in-flight slot, `poll_flush`
+/// Sends as a `Sink`: `poll_ready` reserves an in-flight slot, `poll_flush`
 /// waits until every message sent through the sink has its outcome and
 /// fails if one was not accepted, and `poll_close` then closes the link.
 impl Sink<Message> for Sender {
@@ -185,8 +213,8 @@ impl Sink<Message> for Sender {
         self.poll_slot(cx)
     }
 
-    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        let rx = self.submit(Payload::Message(message));
+    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        let rx = self.submit_ready(Payload::Message(message));
         self.sink_pending.push(rx);
         Ok(())
     }
@@ -210,7 +238,8 @@ impl Sink<Message> for Sender {
     }
 }
 
-/// Sends as a `tower::Service`: `poll_ready` waits for an in-flight slot;
+/// Sends as a `tower::Service`: `poll_ready` reserves an in-flight slot
+/// (as `tower::limit::ConcurrencyLimit` takes a permit) that `call` uses;
 /// the response is the [`Outcome`].
 impl tower::Service<Message> for Sender {
     type Response = Outcome;
@@ -222,6 +251,6 @@ impl tower::Service<Message> for Sender {
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        Box::pin(self.send(message))
+        Box::pin(Self::outcome(self.submit_ready(Payload::Message(message))))
     }
 }

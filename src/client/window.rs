@@ -95,14 +95,29 @@ impl Window {
 
     /// Whether a send would go out at once (for `Sink`/`Service`
     /// `poll_ready`); registers the task to be woken when one would.
-    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Reserves a slot for the next [`submit_reserved`](Self::submit_reserved)
+    /// (tower's contract: `Ready` is a promise), or registers the waker.
+    pub(crate) fn poll_reserve(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.lock();
         if st.in_flight < self.max && st.backlog.is_empty() {
+            st.in_flight += 1;
             Poll::Ready(())
         } else {
             st.waiters.push(cx.waker().clone());
             Poll::Pending
         }
+    }
+
+    /// Sends `message` in the slot reserved by `poll_reserve`.
+    pub(crate) fn submit_reserved(self: &Arc<Self>, message: Payload, reply: Reply<Outcome>) {
+        if !self.dispatch(message, reply) {
+            self.release();
+        }
+    }
+
+    /// Gives back a slot reserved by `poll_reserve` and not used.
+    pub(crate) fn unreserve(self: &Arc<Self>) {
+        self.release();
     }
 
     /// Hands a message to the driver with this slot; false (and the send
