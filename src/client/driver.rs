@@ -365,7 +365,7 @@ impl Driver {
                 if self.default_session == Some(session) {
                     self.default_session = None;
                 }
-                self.engine.end(session, error)
+                let _ = self.engine.end(session, error);
             }
             Command::Attach {
                 session,

@@ -105,14 +105,18 @@ impl Connection {
     }
 
     /// Ends a session, with an error if given.
-    pub fn end(&mut self, session: SessionId, error: Option<AmqpError>) {
+    /// Fails if the session is unknown (ended and forgotten).
+    pub fn end(&mut self, session: SessionId, error: Option<AmqpError>) -> Result<(), AmqpError> {
         // Settlements made before the end go out before it.
         self.flush_dispositions();
         let Some(s) = self.sessions.get_mut(&session) else {
-            return;
+            return Err(AmqpError::new(
+                condition::ILLEGAL_STATE,
+                format!("session {} has ended", session.0),
+            ));
         };
         if s.end_sent {
-            return;
+            return Ok(());
         }
         s.end_sent = true;
         let channel = s.channel;
@@ -121,6 +125,7 @@ impl Connection {
         if done {
             self.remove_session(session);
         }
+        Ok(())
     }
 
     pub(super) fn on_end(&mut self, sid: SessionId, end: End) -> Result<(), Fatal> {
@@ -142,7 +147,7 @@ impl Connection {
             self.drop_links(links, end.error.clone());
         }
         if reply {
-            self.end(sid, None);
+            let _ = self.end(sid, None);
         } else {
             self.remove_session(sid);
         }
@@ -194,7 +199,7 @@ impl Connection {
         desc: String,
     ) -> Result<(), Fatal> {
         let error = AmqpError::new(cond, desc);
-        self.end(sid, Some(error.clone()));
+        let _ = self.end(sid, Some(error.clone()));
         self.events.push_back(Event::SessionEnded {
             session: sid,
             error: Some(error),

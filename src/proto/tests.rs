@@ -488,7 +488,8 @@ fn session_end_and_connection_close_with_errors() {
     let s = p.client.begin().unwrap();
     p.run();
     p.client
-        .end(s, Some(AmqpError::new(condition::INTERNAL_ERROR, "bye")));
+        .end(s, Some(AmqpError::new(condition::INTERNAL_ERROR, "bye")))
+        .unwrap();
     p.run();
     assert!(p.server_events.iter().any(|e| matches!(
         e,
