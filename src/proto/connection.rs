@@ -15,16 +15,15 @@
 
 use super::config::{Config, Sasl, Side};
 use super::event::*;
-use super::link::*;
 use super::sasl::{SaslClient, SaslServer};
-use super::session::Session;
+use super::store::Store;
 use super::timers::Timers;
 use crate::frame::codec::encode_frame;
 use crate::frame::*;
 use crate::types::{Encode, Symbol};
 use crate::DecodeError;
 use bytes::{Bytes, BytesMut};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Where the byte stream is.
@@ -63,12 +62,8 @@ pub struct Connection {
     pub(super) remote_max_frame_size: usize,
     pub(super) remote_channel_max: u16,
     pub(super) remote_idle_timeout: Option<Duration>,
-    pub(super) sessions: HashMap<SessionId, Session>,
-    pub(super) channels: HashMap<u16, SessionId>,
-    pub(super) remote_channels: HashMap<u16, SessionId>,
-    pub(super) links: HashMap<LinkId, Link>,
+    pub(super) store: Store,
     pub(super) ready: VecDeque<LinkId>,
-    pub(super) next_id: u64,
     pub(super) timers: Timers,
     /// Output was produced since time was last passed in.
     pub(super) wrote: bool,
@@ -111,12 +106,8 @@ impl Connection {
             remote_max_frame_size: codec::MIN_MAX_FRAME_SIZE,
             remote_channel_max: 0,
             remote_idle_timeout: None,
-            sessions: HashMap::new(),
-            channels: HashMap::new(),
-            remote_channels: HashMap::new(),
-            links: HashMap::new(),
+            store: Store::default(),
             ready: VecDeque::new(),
-            next_id: 0,
             timers: Timers::new(),
             wrote: false,
             held: BytesMut::new(),
@@ -161,11 +152,6 @@ impl Connection {
     /// Which side this engine is.
     pub fn side(&self) -> Side {
         self.side
-    }
-
-    pub(super) fn next_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
     }
 
     // ---- I/O -----------------------------------------------------------
@@ -220,7 +206,12 @@ impl Connection {
 
     /// Whether output is waiting.
     pub fn has_output(&self) -> bool {
-        !self.output.is_empty() || self.sessions.values().any(|s| !s.dispositions.is_empty())
+        !self.output.is_empty()
+            || self
+                .store
+                .sessions
+                .values()
+                .any(|s| !s.dispositions.is_empty())
     }
 
     /// The next event, if any.
@@ -386,13 +377,13 @@ impl Connection {
             }
             Performative::Begin(begin) => self.on_begin(channel, begin),
             p => {
-                let Some(&sid) = self.remote_channels.get(&channel) else {
+                let Some(&sid) = self.store.remote_channels.get(&channel) else {
                     return fatal(
                         condition::FRAMING_ERROR,
                         format!("frame on channel {channel}, which has no session"),
                     );
                 };
-                let end_sent = self.sessions.get(&sid).is_some_and(|s| s.end_sent);
+                let end_sent = self.store.sessions.get(&sid).is_some_and(|s| s.end_sent);
                 if end_sent && !matches!(p, Performative::End(_)) {
                     // After our end, only the peer's end matters (spec 2.5.5).
                     return Ok(());
@@ -412,12 +403,12 @@ impl Connection {
 
     /// The name and our attach of a link.
     pub fn link_attach(&self, link: LinkId) -> Option<&Attach> {
-        self.links.get(&link).map(|l| &l.attach)
+        self.store.links.get(&link).map(|l| &l.attach)
     }
 
     /// The session a link belongs to.
     pub fn link_session(&self, link: LinkId) -> Option<SessionId> {
-        self.links.get(&link).map(|l| l.session)
+        self.store.links.get(&link).map(|l| l.session)
     }
 }
 

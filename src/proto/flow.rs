@@ -13,6 +13,7 @@ impl Connection {
     /// the link is not an attached receiver.
     pub fn add_credit(&mut self, link: LinkId, credit: u32, drain: bool) -> Result<(), AmqpError> {
         let l = self
+            .store
             .links
             .get_mut(&link)
             .filter(|l| l.role == Role::Receiver && l.state != LinkState::Detaching)
@@ -24,9 +25,9 @@ impl Connection {
         if l.state == LinkState::Attaching || l.state == LinkState::Attached {
             self.write_link_flow(link, false);
         }
-        if drain && self.links[&link].credit == 0 {
+        if drain && self.store.links[&link].credit == 0 {
             // Nothing to drain: done at once.
-            if let Some(l) = self.links.get_mut(&link) {
+            if let Some(l) = self.store.links.get_mut(&link) {
                 l.drain = false;
             }
             self.events.push_back(Event::Drained { link });
@@ -36,12 +37,12 @@ impl Connection {
 
     /// The credit a link has left.
     pub fn credit(&self, link: LinkId) -> u32 {
-        self.links.get(&link).map_or(0, |l| l.credit)
+        self.store.links.get(&link).map_or(0, |l| l.credit)
     }
 
     pub(super) fn write_link_flow(&mut self, link: LinkId, echo: bool) {
-        let l = &self.links[&link];
-        let s = &self.sessions[&l.session];
+        let l = &self.store.links[&link];
+        let s = &self.store.sessions[&l.session];
         let flow = Flow {
             next_incoming_id: s.remote_channel.map(|_| s.next_incoming_id),
             incoming_window: s.incoming_window,
@@ -60,7 +61,7 @@ impl Connection {
     }
 
     pub(super) fn write_session_flow(&mut self, sid: SessionId) {
-        let s = &self.sessions[&sid];
+        let s = &self.store.sessions[&sid];
         let flow = Flow {
             next_incoming_id: Some(s.next_incoming_id),
             incoming_window: s.incoming_window,
@@ -73,7 +74,7 @@ impl Connection {
     }
 
     pub(super) fn on_flow(&mut self, sid: SessionId, f: Flow) -> Result<(), Fatal> {
-        let s = self.sessions.get_mut(&sid).expect("session exists");
+        let s = self.store.sessions.get_mut(&sid).expect("session exists");
         // remote-incoming-window = next-incoming-id(flow) + incoming-window(flow)
         //                          - next-outgoing-id(ours)   (spec 2.5.6)
         let base = f.next_incoming_id.unwrap_or(0);
@@ -88,11 +89,11 @@ impl Connection {
             self.mark_all_ready(sid);
             return Ok(());
         };
-        let Some(id) = self.link_by_remote_handle(sid, handle) else {
+        let Some(id) = self.store.link_by_remote_handle(sid, handle) else {
             let desc = format!("flow for handle {handle}, which is not attached");
             return self.session_error(sid, condition::UNATTACHED_HANDLE, desc);
         };
-        let l = self.links.get_mut(&id).expect("link exists");
+        let l = self.store.links.get_mut(&id).expect("link exists");
         match l.role {
             Role::Sender => {
                 // link-credit = delivery-count(flow) + link-credit(flow)

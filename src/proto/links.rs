@@ -15,6 +15,7 @@ impl Connection {
     /// assigned here). The peer's answer comes as [`Event::LinkAttached`].
     pub fn attach(&mut self, session: SessionId, mut attach: Attach) -> Result<LinkId, AmqpError> {
         let s = self
+            .store
             .sessions
             .get_mut(&session)
             .filter(|s| !s.end_sent && !s.end_received)
@@ -35,12 +36,9 @@ impl Connection {
         if attach.role == Role::Receiver && attach.max_message_size.is_none() {
             attach.max_message_size = Some(self.config.max_message_size);
         }
-        self.next_id += 1;
-        let id = LinkId(self.next_id);
-        s.handles.insert(handle, id);
         let channel = s.channel;
         self.write_frame(channel, &attach, &[]);
-        self.links.insert(id, Link::new(session, handle, attach));
+        let id = self.store.add_link(Link::new(session, handle, attach));
         self.timers.request(Timer::Attach(id));
         Ok(id)
     }
@@ -66,7 +64,7 @@ impl Connection {
         l.rcv_settle_mode = attach.rcv_settle_mode;
         l.attach = attach.clone();
         let sid = l.session;
-        let channel = self.sessions[&sid].channel;
+        let channel = self.store.sessions[&sid].channel;
         self.write_frame(channel, &attach, &[]);
         Ok(())
     }
@@ -80,7 +78,8 @@ impl Connection {
     }
 
     fn incoming_link(&mut self, link: LinkId) -> Result<&mut Link, AmqpError> {
-        self.links
+        self.store
+            .links
             .get_mut(&link)
             .filter(|l| l.state == LinkState::Incoming)
             .ok_or_else(|| gone(link))
@@ -89,7 +88,7 @@ impl Connection {
     /// Answers a peer's attach with one that has no terminus (a refusal,
     /// always followed by our detach).
     fn answer_without_terminus(&mut self, link: LinkId) {
-        let Some(l) = self.links.get_mut(&link) else {
+        let Some(l) = self.store.links.get_mut(&link) else {
             return;
         };
         let attach = Attach {
@@ -100,12 +99,12 @@ impl Connection {
             ..Default::default()
         };
         l.state = LinkState::Attached;
-        let channel = self.sessions[&l.session].channel;
+        let channel = self.store.sessions[&l.session].channel;
         self.write_frame(channel, &attach, &[]);
     }
 
     pub(super) fn on_attach(&mut self, sid: SessionId, a: Attach) -> Result<(), Fatal> {
-        let s = self.sessions.get_mut(&sid).expect("session exists");
+        let s = self.store.sessions.get_mut(&sid).expect("session exists");
         if s.remote_handles.contains_key(&a.handle) {
             let d = format!("handle {} is in use", a.handle);
             return self.session_error(sid, condition::HANDLE_IN_USE, d);
@@ -119,7 +118,7 @@ impl Connection {
         // An answer to one of our attaches: same name, opposite role.
         // (Also one we gave up waiting for: its late answer is absorbed.)
         let ours = s.handles.values().copied().find(|id| {
-            let l = &self.links[id];
+            let l = &self.store.links[id];
             l.name == a.name
                 && l.role != a.role
                 && l.remote_handle.is_none()
@@ -127,9 +126,8 @@ impl Connection {
         });
         match ours {
             Some(id) => {
-                s.remote_handles.insert(a.handle, id);
-                let l = self.links.get_mut(&id).expect("link exists");
-                l.remote_handle = Some(a.handle);
+                self.store.set_remote_handle(id, a.handle);
+                let l = self.store.links.get_mut(&id).expect("link exists");
                 if l.abandoned {
                     return Ok(()); // we detached already; its detach follows
                 }
@@ -157,14 +155,9 @@ impl Connection {
                     return fatal(condition::RESOURCE_LIMIT_EXCEEDED, d);
                 }
                 let Some(handle) = s.free_handle() else {
-                    s.remote_handles.remove(&a.handle);
                     let d = "no free handle".to_string();
                     return self.session_error(sid, condition::RESOURCE_LIMIT_EXCEEDED, d);
                 };
-                self.next_id += 1;
-                let id = LinkId(self.next_id);
-                s.handles.insert(handle, id);
-                s.remote_handles.insert(a.handle, id);
                 let ours = Attach {
                     name: a.name.clone(),
                     handle,
@@ -181,7 +174,7 @@ impl Connection {
                 if l.role == Role::Receiver {
                     l.delivery_count = a.initial_delivery_count.unwrap_or(0);
                 }
-                self.links.insert(id, l);
+                let id = self.store.add_link(l);
                 self.events.push_back(Event::IncomingLink {
                     session: sid,
                     link: id,
@@ -200,7 +193,7 @@ impl Connection {
         closed: bool,
         error: Option<AmqpError>,
     ) -> Result<(), AmqpError> {
-        let l = self.links.get_mut(&link).ok_or_else(|| gone(link))?;
+        let l = self.store.links.get_mut(&link).ok_or_else(|| gone(link))?;
         if l.state == LinkState::Detaching {
             return Ok(());
         }
@@ -208,7 +201,7 @@ impl Connection {
         let (handle, sid) = (l.handle, l.session);
         // Settlements made before the detach go out before it.
         self.flush_dispositions();
-        let channel = self.sessions[&sid].channel;
+        let channel = self.store.sessions[&sid].channel;
         let detach = Detach {
             handle,
             closed,
@@ -222,11 +215,11 @@ impl Connection {
     /// Takes a link's messages that have no outcome: the unsettled ones
     /// (in send order), then the one being sent and the queued ones.
     pub(super) fn take_link_messages(&mut self, link: LinkId) -> Vec<(SendId, Message)> {
-        let Some(l) = self.links.get_mut(&link) else {
+        let Some(l) = self.store.links.get_mut(&link) else {
             return Vec::new();
         };
         let mut unsent = Vec::new();
-        if let Some(s) = self.sessions.get_mut(&l.session) {
+        if let Some(s) = self.store.sessions.get_mut(&l.session) {
             let ids: Vec<u32> = s
                 .outgoing_unsettled
                 .iter()
@@ -251,14 +244,7 @@ impl Connection {
     pub(super) fn remove_link(&mut self, link: LinkId) -> Option<Vec<(SendId, Message)>> {
         let unsent = self.take_link_messages(link);
         self.release_partial(link);
-        let l = self.links.remove(&link)?;
-        if let Some(s) = self.sessions.get_mut(&l.session) {
-            s.handles.remove(&l.handle);
-            if let Some(rh) = l.remote_handle {
-                s.remote_handles.remove(&rh);
-            }
-            s.incoming_unsettled.retain(|_, id| *id != link);
-        }
+        self.store.remove_link(link)?;
         Some(unsent)
     }
 
@@ -266,14 +252,14 @@ impl Connection {
     /// for a driver whose connection failed.
     pub fn take_unsent(&mut self) -> Vec<(SendId, Message)> {
         let mut out = Vec::new();
-        for s in self.sessions.values_mut() {
+        for s in self.store.sessions.values_mut() {
             out.extend(
                 std::mem::take(&mut s.outgoing_unsettled)
                     .into_values()
                     .map(|u| (u.send, u.message.into_message())),
             );
         }
-        for l in self.links.values_mut() {
+        for l in self.store.links.values_mut() {
             out.extend(
                 l.queue
                     .drain(..)
@@ -283,20 +269,12 @@ impl Connection {
         out
     }
 
-    pub(super) fn link_by_remote_handle(&self, sid: SessionId, handle: u32) -> Option<LinkId> {
-        self.sessions[&sid]
-            .remote_handles
-            .get(&handle)
-            .copied()
-            .filter(|id| self.links.contains_key(id))
-    }
-
     pub(super) fn on_detach(&mut self, sid: SessionId, d: Detach) -> Result<(), Fatal> {
-        let Some(id) = self.link_by_remote_handle(sid, d.handle) else {
+        let Some(id) = self.store.link_by_remote_handle(sid, d.handle) else {
             let desc = format!("detach of handle {}, which is not attached", d.handle);
             return self.session_error(sid, condition::UNATTACHED_HANDLE, desc);
         };
-        let l = &self.links[&id];
+        let l = &self.store.links[&id];
         if l.abandoned {
             // Reported when we gave up on it.
             self.remove_link(id);
@@ -330,7 +308,7 @@ impl Connection {
         }
         let unsent = self.take_link_messages(link);
         self.release_partial(link);
-        if let Some(l) = self.links.get_mut(&link) {
+        if let Some(l) = self.store.links.get_mut(&link) {
             l.current = None;
         }
         self.events.push_back(Event::LinkDetached {

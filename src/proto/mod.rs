@@ -19,7 +19,9 @@
 //! - `flow`: link credit and session windows;
 //! - `send`: queued messages, transfers, fragmentation;
 //! - `recv`: incoming transfers and reassembly;
-//! - `settlement`: dispositions both ways.
+//! - `settlement`: dispositions both ways;
+//! - `store`: sessions and links by id, with their channel and handle maps
+//!   kept in step.
 //!
 //! Depends on `types`, `frame` and `message` only.
 
@@ -36,6 +38,7 @@ mod send;
 mod session;
 mod sessions;
 mod settlement;
+mod store;
 mod timers;
 
 pub use config::{Config, PlainAuthenticator, Sasl, Side};

@@ -15,7 +15,7 @@ impl Connection {
         t: Transfer,
         payload: Bytes,
     ) -> Result<(), Fatal> {
-        let s = self.sessions.get_mut(&sid).expect("session exists");
+        let s = self.store.sessions.get_mut(&sid).expect("session exists");
         if s.incoming_window == 0 {
             return self.session_error(
                 sid,
@@ -29,14 +29,14 @@ impl Connection {
             s.incoming_window = s.max_incoming_window;
             self.write_session_flow(sid);
         }
-        let s = self.sessions.get_mut(&sid).expect("session exists");
+        let s = self.store.sessions.get_mut(&sid).expect("session exists");
         let Some(id) = s.remote_handles.get(&t.handle).copied() else {
             let desc = format!("transfer on handle {}, which is not attached", t.handle);
             return self.session_error(sid, condition::UNATTACHED_HANDLE, desc);
         };
         let max_size = self.config.max_message_size;
         let budget = s.max_incoming_window;
-        let Some(l) = self.links.get_mut(&id) else {
+        let Some(l) = self.store.links.get_mut(&id) else {
             return Ok(()); // a link we detached: drop what is still in flight
         };
         if l.role != Role::Receiver {
@@ -108,7 +108,8 @@ impl Connection {
         if t.aborted {
             let inc = l.incoming.take().expect("incoming delivery");
             self.partial_bytes -= inc.counted;
-            self.sessions
+            self.store
+                .sessions
                 .get_mut(&sid)
                 .expect("session exists")
                 .incoming_unsettled
@@ -138,7 +139,8 @@ impl Connection {
         let inc = l.incoming.take().expect("incoming delivery");
         self.partial_bytes -= inc.counted;
         if inc.settled {
-            self.sessions
+            self.store
+                .sessions
                 .get_mut(&sid)
                 .expect("session exists")
                 .incoming_unsettled
@@ -166,7 +168,12 @@ impl Connection {
     /// Drops a link's partly received delivery, giving its bytes back to
     /// the connection's budget.
     pub(super) fn release_partial(&mut self, link: LinkId) {
-        if let Some(inc) = self.links.get_mut(&link).and_then(|l| l.incoming.take()) {
+        if let Some(inc) = self
+            .store
+            .links
+            .get_mut(&link)
+            .and_then(|l| l.incoming.take())
+        {
             self.partial_bytes -= inc.counted;
         }
     }

@@ -24,8 +24,8 @@ impl Connection {
         settled: bool,
     ) -> Result<SendId, Payload> {
         let message = message.into();
-        let id = SendId(self.next_id());
-        let Some(l) = self.links.get_mut(&link) else {
+        let id = SendId(self.store.next_id());
+        let Some(l) = self.store.links.get_mut(&link) else {
             return Err(message);
         };
         if l.role != Role::Sender || l.state == LinkState::Detaching {
@@ -47,11 +47,11 @@ impl Connection {
 
     /// Messages queued on a link and not yet sent.
     pub fn queued(&self, link: LinkId) -> usize {
-        self.links.get(&link).map_or(0, |l| l.queue.len())
+        self.store.links.get(&link).map_or(0, |l| l.queue.len())
     }
 
     pub(super) fn mark_ready(&mut self, link: LinkId) {
-        if let Some(l) = self.links.get_mut(&link) {
+        if let Some(l) = self.store.links.get_mut(&link) {
             if !l.in_ready && l.can_send() {
                 l.in_ready = true;
                 self.ready.push_back(link);
@@ -60,7 +60,11 @@ impl Connection {
     }
 
     pub(super) fn mark_all_ready(&mut self, sid: SessionId) {
-        let ids: Vec<LinkId> = self.sessions[&sid].handles.values().copied().collect();
+        let ids: Vec<LinkId> = self.store.sessions[&sid]
+            .handles
+            .values()
+            .copied()
+            .collect();
         for id in ids {
             self.mark_ready(id);
         }
@@ -69,7 +73,7 @@ impl Connection {
     /// A draining sender with credit left and nothing to send uses the
     /// credit up and tells the receiver (spec 2.6.7). Returns whether it did.
     pub(super) fn finish_drain(&mut self, id: LinkId) -> bool {
-        let Some(l) = self.links.get_mut(&id) else {
+        let Some(l) = self.store.links.get_mut(&id) else {
             return false;
         };
         if l.role == Role::Sender
@@ -97,7 +101,7 @@ impl Connection {
             let Some(id) = self.ready.pop_front() else {
                 break;
             };
-            if let Some(l) = self.links.get_mut(&id) {
+            if let Some(l) = self.store.links.get_mut(&id) {
                 l.in_ready = false;
             }
             self.pump_link(id);
@@ -110,13 +114,17 @@ impl Connection {
     pub(super) fn pump_link(&mut self, id: LinkId) {
         let max_frame = self.remote_max_frame_size;
         loop {
-            let Some(l) = self.links.get_mut(&id) else {
+            let Some(l) = self.store.links.get_mut(&id) else {
                 return;
             };
             if l.state != LinkState::Attached || l.role != Role::Sender {
                 return;
             }
-            let s = self.sessions.get_mut(&l.session).expect("session exists");
+            let s = self
+                .store
+                .sessions
+                .get_mut(&l.session)
+                .expect("session exists");
             if s.remote_incoming_window == 0 {
                 return;
             }

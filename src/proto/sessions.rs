@@ -2,7 +2,6 @@
 
 use super::connection::{fatal, Connection, Fatal};
 use super::event::*;
-use super::session::*;
 use crate::frame::*;
 use crate::types::Symbol;
 
@@ -17,19 +16,16 @@ impl Connection {
         } else {
             self.config.channel_max
         };
-        let channel = (0..=max)
-            .find(|c| !self.channels.contains_key(c))
+        let id = self
+            .store
+            .add_session(max, self.config.incoming_window)
             .ok_or_else(|| AmqpError::new(condition::RESOURCE_LIMIT_EXCEEDED, "no free channel"))?;
-        let id = SessionId(self.next_id());
-        let session = Session::new(channel, self.config.incoming_window);
-        self.channels.insert(channel, id);
-        self.sessions.insert(id, session);
         self.write_begin(id);
         Ok(id)
     }
 
     pub(super) fn write_begin(&mut self, id: SessionId) {
-        let s = self.sessions.get_mut(&id).expect("session exists");
+        let s = self.store.sessions.get_mut(&id).expect("session exists");
         s.begin_sent = true;
         let begin = Begin {
             remote_channel: s.remote_channel,
@@ -44,7 +40,7 @@ impl Connection {
     }
 
     pub(super) fn on_begin(&mut self, channel: u16, begin: Begin) -> Result<(), Fatal> {
-        if self.remote_channels.contains_key(&channel) {
+        if self.store.remote_channels.contains_key(&channel) {
             return fatal(
                 condition::FRAMING_ERROR,
                 format!("begin on channel {channel}, which is in use"),
@@ -57,8 +53,8 @@ impl Connection {
             );
         }
         let (sid, incoming) = match begin.remote_channel {
-            Some(ours) => match self.channels.get(&ours) {
-                Some(&sid) if self.sessions[&sid].remote_channel.is_none() => (sid, false),
+            Some(ours) => match self.store.channels.get(&ours) {
+                Some(&sid) if self.store.sessions[&sid].remote_channel.is_none() => (sid, false),
                 _ => {
                     return fatal(
                         condition::FRAMING_ERROR,
@@ -67,32 +63,28 @@ impl Connection {
                 }
             },
             None => {
-                if self.sessions.len() >= self.config.max_sessions {
+                if self.store.sessions.len() >= self.config.max_sessions {
                     return fatal(
                         condition::RESOURCE_LIMIT_EXCEEDED,
                         format!("more than {} sessions", self.config.max_sessions),
                     );
                 }
-                let ours = (0..=self.config.channel_max)
-                    .find(|c| !self.channels.contains_key(c))
+                let sid = self
+                    .store
+                    .add_session(self.config.channel_max, self.config.incoming_window)
                     .ok_or((
                         condition::RESOURCE_LIMIT_EXCEEDED,
                         "no free channel".to_string(),
                     ))?;
-                let sid = SessionId(self.next_id());
-                self.channels.insert(ours, sid);
-                self.sessions
-                    .insert(sid, Session::new(ours, self.config.incoming_window));
                 (sid, true)
             }
         };
-        let s = self.sessions.get_mut(&sid).expect("session exists");
-        s.remote_channel = Some(channel);
+        self.store.set_remote_channel(sid, channel);
+        let s = self.store.sessions.get_mut(&sid).expect("just added");
         s.next_incoming_id = begin.next_outgoing_id;
         s.remote_incoming_window = begin.incoming_window;
         s.remote_outgoing_window = begin.outgoing_window;
         s.remote_handle_max = begin.handle_max;
-        self.remote_channels.insert(channel, sid);
         if incoming {
             self.write_begin(sid);
         }
@@ -109,7 +101,7 @@ impl Connection {
     pub fn end(&mut self, session: SessionId, error: Option<AmqpError>) -> Result<(), AmqpError> {
         // Settlements made before the end go out before it.
         self.flush_dispositions();
-        let Some(s) = self.sessions.get_mut(&session) else {
+        let Some(s) = self.store.sessions.get_mut(&session) else {
             return Err(AmqpError::new(
                 condition::ILLEGAL_STATE,
                 format!("session {} has ended", session.0),
@@ -129,21 +121,16 @@ impl Connection {
     }
 
     pub(super) fn on_end(&mut self, sid: SessionId, end: End) -> Result<(), Fatal> {
-        let s = self.sessions.get_mut(&sid).expect("session exists");
+        self.store.release_remote_channel(sid);
+        let Some(s) = self.store.sessions.get_mut(&sid) else {
+            return Ok(());
+        };
         s.end_received = true;
-        if let Some(rc) = s.remote_channel {
-            self.remote_channels.remove(&rc);
-        }
         let reply = !s.end_sent;
         if end.error.is_some() {
             // The links end with the session's error (a broker refusing an
             // attach by ending the session, say): tell their handles why.
-            let links: Vec<LinkId> = s
-                .handles
-                .values()
-                .chain(s.remote_handles.values())
-                .copied()
-                .collect();
+            let links = self.store.session_links(sid);
             self.drop_links(links, end.error.clone());
         }
         if reply {
@@ -159,20 +146,11 @@ impl Connection {
     }
 
     pub(super) fn remove_session(&mut self, sid: SessionId) {
-        let Some(s) = self.sessions.remove(&sid) else {
-            return;
-        };
-        self.channels.remove(&s.channel);
-        if let Some(rc) = s.remote_channel {
-            self.remote_channels.remove(&rc);
-        }
-        let links: Vec<LinkId> = s
-            .handles
-            .values()
-            .chain(s.remote_handles.values())
-            .copied()
-            .collect();
+        // Its links first, while the session still holds their unsettled
+        // messages, so that those come back in the events.
+        let links = self.store.session_links(sid);
         self.drop_links(links, None);
+        self.store.remove_session(sid);
     }
 
     /// Forgets `links` (their session is gone), each with `error`.

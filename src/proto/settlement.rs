@@ -18,11 +18,13 @@ impl Connection {
         settled: bool,
     ) -> Result<(), AmqpError> {
         let l = self
+            .store
             .links
             .get(&delivery.link)
             .filter(|l| l.state == LinkState::Attached)
             .ok_or_else(|| super::links::gone(delivery.link))?;
         let s = self
+            .store
             .sessions
             .get_mut(&l.session)
             .ok_or_else(|| super::links::gone(delivery.link))?;
@@ -49,7 +51,7 @@ impl Connection {
 
     pub(super) fn flush_dispositions(&mut self) {
         let mut frames = Vec::new();
-        for s in self.sessions.values_mut() {
+        for s in self.store.sessions.values_mut() {
             if s.dispositions.is_empty() || s.end_sent {
                 s.dispositions.clear();
                 continue;
@@ -82,7 +84,7 @@ impl Connection {
                 format!("disposition range {}..{} is reversed", d.first, last),
             );
         }
-        let s = self.sessions.get_mut(&sid).expect("session exists");
+        let s = self.store.sessions.get_mut(&sid).expect("session exists");
         let ranges = if last >= d.first {
             [(d.first, last), (1, 0)]
         } else {

@@ -814,8 +814,11 @@ fn attach_timeout_detaches_and_absorbs_the_late_answer() {
         .client_events
         .iter()
         .any(|e| matches!(e, Event::LinkAttached { .. })));
-    assert!(p.client.links.is_empty(), "the late answer is absorbed");
-    assert!(p.server.links.is_empty());
+    assert!(
+        p.client.store.links.is_empty(),
+        "the late answer is absorbed"
+    );
+    assert!(p.server.store.links.is_empty());
     assert!(!p
         .client_events
         .iter()
@@ -932,7 +935,7 @@ fn a_grant_of_0xffffffff_is_large_credit() {
 fn dispositions_may_wrap_past_u32_max() {
     let mut p = Pair::plain();
     let (sender, receiver) = p.link(10);
-    for s in p.client.sessions.values_mut() {
+    for s in p.client.store.sessions.values_mut() {
         s.next_delivery_id = u32::MAX - 1;
     }
     for i in 0..3 {
@@ -989,6 +992,7 @@ fn an_unsettled_terminal_outcome_is_settled_by_the_sender() {
     )));
     assert!(p
         .client
+        .store
         .sessions
         .values()
         .all(|s| s.outgoing_unsettled.is_empty()));
@@ -1082,4 +1086,28 @@ fn frames_after_our_close_are_ignored() {
         ),
         "{events:?}"
     );
+}
+
+#[test]
+fn unsettled_messages_come_back_when_the_session_ends() {
+    let mut p = Pair::plain();
+    let (sender, receiver) = p.link(10);
+    p.client.send(sender, Message::from("kept"), false).unwrap();
+    p.run();
+    assert_eq!(p.deliveries().len(), 1);
+    let session = p.server.link_session(receiver).unwrap();
+    // Ended without an error: the links go with the session.
+    p.server.end(session, None).unwrap();
+    p.run();
+    let unsent = p
+        .client_events
+        .iter()
+        .find_map(|e| match e {
+            Event::LinkDetached { link, unsent, .. } if *link == sender => Some(unsent),
+            _ => None,
+        })
+        .expect("the sender's link ends with the session");
+    assert_eq!(unsent.len(), 1, "the unsettled message comes back");
+    assert_eq!(p.client.store.links.len(), 0);
+    assert_eq!(p.client.store.sessions.len(), 0);
 }

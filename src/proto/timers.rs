@@ -181,6 +181,7 @@ impl Connection {
             }
             Timer::Attach(link) => {
                 let waiting = self
+                    .store
                     .links
                     .get(&link)
                     .is_some_and(|l| l.state == LinkState::Attaching);
@@ -190,6 +191,7 @@ impl Connection {
             }
             Timer::Detach(link) => {
                 let waiting = self
+                    .store
                     .links
                     .get(&link)
                     .is_some_and(|l| l.state == LinkState::Detaching);
@@ -210,7 +212,7 @@ impl Connection {
             condition::RESOURCE_LIMIT_EXCEEDED,
             format!("the peer did not answer {what} within {after:?}"),
         );
-        let Some(l) = self.links.get_mut(&link) else {
+        let Some(l) = self.store.links.get_mut(&link) else {
             return;
         };
         let detaching = l.state == LinkState::Detaching;
