@@ -74,14 +74,9 @@ impl Connection {
     }
 
     pub(super) fn on_flow(&mut self, sid: SessionId, f: Flow) -> Result<(), Fatal> {
-        let s = self.store.sessions.get_mut(&sid).expect("session exists");
-        // remote-incoming-window = next-incoming-id(flow) + incoming-window(flow)
-        //                          - next-outgoing-id(ours)   (spec 2.5.6)
-        let base = f.next_incoming_id.unwrap_or(0);
-        s.remote_incoming_window = base
-            .wrapping_add(f.incoming_window)
-            .wrapping_sub(s.next_outgoing_id);
-        s.remote_outgoing_window = f.outgoing_window;
+        if let Some(s) = self.store.sessions.get_mut(&sid) {
+            s.on_flow(&f);
+        }
         let Some(handle) = f.handle else {
             if f.echo {
                 self.write_session_flow(sid);
@@ -96,25 +91,7 @@ impl Connection {
         let l = self.store.links.get_mut(&id).expect("link exists");
         match l.role {
             Role::Sender => {
-                // link-credit = delivery-count(flow) + link-credit(flow)
-                //               - delivery-count(ours)   (spec 2.6.7)
-                //
-                // Computed as the granted credit less the transfers the
-                // peer had not seen when it sent the flow, so that a grant
-                // of 0xFFFFFFFF (some peers' "unlimited") stays large
-                // instead of wrapping into a negative number.
-                let granted = f.link_credit.unwrap_or(0);
-                let dc = f.delivery_count.unwrap_or(l.delivery_count);
-                let in_flight = l.delivery_count.wrapping_sub(dc);
-                l.credit = if in_flight <= i32::MAX as u32 {
-                    granted.saturating_sub(in_flight)
-                } else {
-                    // The peer counts deliveries we never sent: take its
-                    // grant as it is.
-                    granted
-                };
-                l.drain = f.drain;
-                let credit = l.credit;
+                let credit = l.on_sender_flow(&f);
                 self.events.push_back(Event::Credit { link: id, credit });
                 self.mark_ready(id);
                 self.pump_link(id);
@@ -123,11 +100,7 @@ impl Connection {
                 }
             }
             Role::Receiver => {
-                if let Some(dc) = f.delivery_count {
-                    let advanced = dc.wrapping_sub(l.delivery_count);
-                    l.delivery_count = dc;
-                    l.credit = l.credit.saturating_sub(advanced);
-                }
+                l.on_receiver_flow(&f);
                 if l.drain && l.credit == 0 {
                     l.drain = false;
                     self.events.push_back(Event::Drained { link: id });

@@ -208,6 +208,52 @@ impl Link {
             && (self.current.is_some() || (self.credit > 0 && !self.queue.is_empty()))
     }
 
+    /// A sender's credit from the receiver's flow; returns it.
+    ///
+    /// link-credit = delivery-count(flow) + link-credit(flow)
+    ///               - delivery-count(ours)   (spec 2.6.7),
+    /// computed as the granted credit less the transfers the peer had not
+    /// seen when it sent the flow, so that a grant of 0xFFFFFFFF (some
+    /// peers' "unlimited") stays large instead of wrapping negative.
+    pub(crate) fn on_sender_flow(&mut self, f: &crate::frame::Flow) -> u32 {
+        let granted = f.link_credit.unwrap_or(0);
+        let dc = f.delivery_count.unwrap_or(self.delivery_count);
+        let in_flight = self.delivery_count.wrapping_sub(dc);
+        self.credit = if in_flight <= i32::MAX as u32 {
+            granted.saturating_sub(in_flight)
+        } else {
+            // The peer counts deliveries we never sent: take its grant.
+            granted
+        };
+        self.drain = f.drain;
+        self.credit
+    }
+
+    /// A receiver learns from the sender's flow how far its delivery count
+    /// advanced (a drain uses credit up without transfers).
+    pub(crate) fn on_receiver_flow(&mut self, f: &crate::frame::Flow) {
+        if let Some(dc) = f.delivery_count {
+            let advanced = dc.wrapping_sub(self.delivery_count);
+            self.delivery_count = dc;
+            self.credit = self.credit.saturating_sub(advanced);
+        }
+    }
+
+    /// A receiver takes one transfer's worth of credit. Without credit,
+    /// the transfer is overshoot: tolerated up to `budget` since our last
+    /// flow; `Err` past it.
+    pub(crate) fn take_credit(&mut self, budget: u32) -> Result<(), u32> {
+        if self.credit > 0 {
+            self.credit -= 1;
+        } else if self.overshoot < budget {
+            self.overshoot += 1;
+        } else {
+            return Err(self.overshoot + 1);
+        }
+        self.delivery_count = self.delivery_count.wrapping_add(1);
+        Ok(())
+    }
+
     /// A fresh delivery tag: the link's counter, big-endian, without
     /// leading zero bytes dropped (tags are at most 32 bytes; 8 suffice).
     pub(crate) fn next_tag(&mut self) -> Bytes {

@@ -16,18 +16,16 @@ impl Connection {
         payload: Bytes,
     ) -> Result<(), Fatal> {
         let s = self.store.sessions.get_mut(&sid).expect("session exists");
-        if s.incoming_window == 0 {
-            return self.session_error(
-                sid,
-                condition::WINDOW_VIOLATION,
-                "transfer beyond the session's incoming window".into(),
-            );
-        }
-        s.incoming_window -= 1;
-        s.next_incoming_id = s.next_incoming_id.wrapping_add(1);
-        if s.incoming_window <= s.max_incoming_window / 2 {
-            s.incoming_window = s.max_incoming_window;
-            self.write_session_flow(sid);
+        match s.take_incoming() {
+            Err(()) => {
+                return self.session_error(
+                    sid,
+                    condition::WINDOW_VIOLATION,
+                    "transfer beyond the session's incoming window".into(),
+                )
+            }
+            Ok(true) => self.write_session_flow(sid),
+            Ok(false) => {}
         }
         let s = self.store.sessions.get_mut(&sid).expect("session exists");
         let Some(id) = s.remote_handles.get(&t.handle).copied() else {
@@ -58,21 +56,20 @@ impl Connection {
                 let desc = format!("delivery-id {delivery_id} is already in flight");
                 return self.session_error(sid, condition::ILLEGAL_STATE, desc);
             }
-            if l.credit == 0 {
-                // A peer whose transfers crossed our flows may overshoot:
-                // RabbitMQ 3.10 under load resets its credit on each flow
-                // without counting the transfers in flight. Tolerate it
-                // within the session's incoming window since our last flow
-                // (the window bounds what is in flight anyway), count it,
-                // and log it once per link.
-                if l.overshoot >= budget {
-                    let desc = format!(
-                        "{} transfers without link credit since our last flow",
-                        l.overshoot + 1
-                    );
-                    self.link_error(id, condition::TRANSFER_LIMIT_EXCEEDED, desc);
-                    return Ok(());
-                }
+            // A peer whose transfers crossed our flows may overshoot:
+            // RabbitMQ 3.10 under load resets its credit on each flow
+            // without counting the transfers in flight. Tolerate it within
+            // the session's incoming window since our last flow (the window
+            // bounds what is in flight anyway), count it, and log it once
+            // per link.
+            let overshooting = l.credit == 0;
+            if let Err(n) = l.take_credit(budget) {
+                let desc = format!("{n} transfers without link credit since our last flow");
+                self.link_error(id, condition::TRANSFER_LIMIT_EXCEEDED, desc);
+                return Ok(());
+            }
+            if overshooting {
+                self.overshoot_total += 1;
                 if !l.overshoot_logged {
                     l.overshoot_logged = true;
                     tracing::info!(
@@ -80,12 +77,7 @@ impl Connection {
                         "the peer sends beyond the link credit we granted; tolerated within the session window"
                     );
                 }
-                l.overshoot += 1;
-                self.overshoot_total += 1;
-            } else {
-                l.credit -= 1;
             }
-            l.delivery_count = l.delivery_count.wrapping_add(1);
             let settled = t.settled.unwrap_or(false);
             l.incoming = Some(Incoming {
                 delivery_id,

@@ -78,6 +78,33 @@ impl Session {
         }
     }
 
+    /// The peer's flow updates what we may send (spec 2.5.6):
+    /// remote-incoming-window = next-incoming-id(flow) + incoming-window(flow)
+    ///                          - next-outgoing-id(ours).
+    pub(crate) fn on_flow(&mut self, f: &crate::frame::Flow) {
+        let base = f.next_incoming_id.unwrap_or(0);
+        self.remote_incoming_window = base
+            .wrapping_add(f.incoming_window)
+            .wrapping_sub(self.next_outgoing_id);
+        self.remote_outgoing_window = f.outgoing_window;
+    }
+
+    /// Counts one incoming transfer frame against our incoming window.
+    /// `Err` if the window is shut (a violation); `Ok(true)` when the window
+    /// has fallen to half and a session flow should reopen it.
+    pub(crate) fn take_incoming(&mut self) -> Result<bool, ()> {
+        if self.incoming_window == 0 {
+            return Err(());
+        }
+        self.incoming_window -= 1;
+        self.next_incoming_id = self.next_incoming_id.wrapping_add(1);
+        if self.incoming_window <= self.max_incoming_window / 2 {
+            self.incoming_window = self.max_incoming_window;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// The lowest free local handle, up to the peer's `handle-max`.
     pub(crate) fn free_handle(&self) -> Option<u32> {
         (0..=self.remote_handle_max).find(|h| !self.handles.contains_key(h))
