@@ -1,0 +1,178 @@
+//! What the driver does with each command from a handle: hand it to the
+//! engine and keep the reply for the event that answers it.
+
+use super::*;
+
+impl Driver {
+    pub(super) fn session_for(&mut self, session: Option<SessionId>) -> Result<SessionId, Error> {
+        if let Some(s) = session {
+            return Ok(s);
+        }
+        if let Some(s) = self.default_session {
+            return Ok(s);
+        }
+        let s = self.engine.begin().map_err(Error::from_amqp_local)?;
+        self.default_session = Some(s);
+        Ok(s)
+    }
+
+    pub(super) fn add_receiver(
+        &mut self,
+        link: LinkId,
+        sink: Option<mpsc::UnboundedSender<RecvItem>>,
+        credit: u32,
+    ) {
+        if let Some(sink) = sink {
+            self.receivers.insert(link, sink);
+            if credit > 0 {
+                let _ = self.engine.add_credit(link, credit, false);
+            }
+        }
+    }
+
+    pub(super) fn on_command(&mut self, cmd: Command) {
+        if let Some(e) = self.shared.error() {
+            reject_command(cmd, e);
+            return;
+        }
+        match cmd {
+            Command::Open => self.engine.open(),
+            Command::HandlesGone => self.engine.close(None),
+            Command::Begin { reply } => match self.engine.begin() {
+                Ok(s) => {
+                    self.begins.insert(s, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::from_amqp_local(e)));
+                }
+            },
+            Command::End { session, error } => {
+                if self.default_session == Some(session) {
+                    self.default_session = None;
+                }
+                let _ = self.engine.end(session, error);
+            }
+            Command::Attach {
+                session,
+                attach,
+                sink,
+                credit,
+                reply,
+            } => {
+                let result = self.session_for(session).and_then(|s| {
+                    self.engine
+                        .attach(s, *attach)
+                        .map_err(Error::from_amqp_local)
+                });
+                match result {
+                    Ok(link) => {
+                        self.add_receiver(link, sink, credit);
+                        self.attaches.insert(link, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Command::AcceptLink {
+                link,
+                attach,
+                sink,
+                credit,
+            } => match self.engine.accept_link(link, *attach) {
+                Ok(()) => self.add_receiver(link, sink, credit),
+                Err(_) => {
+                    // The peer detached it before we answered.
+                    if let Some(sink) = sink {
+                        let e = Error::new(
+                            ErrorKind::LinkDetached,
+                            "the peer detached the link before it was accepted",
+                        );
+                        let _ = sink.send(RecvItem::Detached(e));
+                    }
+                }
+            },
+            Command::RefuseLink { link, error } => {
+                let _ = self.engine.refuse_link(link, error);
+            }
+            Command::Send {
+                link,
+                message,
+                settled,
+                reply,
+                permit,
+            } => match self.engine.send(link, message, settled) {
+                Ok(id) => {
+                    self.shared.messages_out.fetch_add(1, Ordering::Relaxed);
+                    self.sends.insert(
+                        id,
+                        PendingSend {
+                            link,
+                            reply,
+                            _permit: permit,
+                        },
+                    );
+                }
+                Err(message) => {
+                    if let Some(reply) = reply {
+                        let e = Error::new(ErrorKind::LinkDetached, "the link is detached");
+                        let _ = reply.send(Err(e.with_message(message.into_message())));
+                    }
+                }
+            },
+            Command::Flow { link, add, drain } => {
+                if let Err(e) = self.engine.add_credit(link, add, drain) {
+                    tracing::debug!(error = %e, "credit for a link that is gone");
+                }
+            }
+            Command::Settle {
+                delivery,
+                state,
+                reply,
+            } => {
+                let second = self
+                    .engine
+                    .link_attach(delivery.link)
+                    .is_some_and(|a| a.rcv_settle_mode == RcvSettleMode::Second);
+                match self.engine.settle(delivery, state, !second) {
+                    Ok(()) if second => {
+                        if let Some(r) = reply {
+                            self.settles.insert(delivery, r);
+                        }
+                    }
+                    Ok(()) => {
+                        if let Some(r) = reply {
+                            let _ = r.send(Ok(()));
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(r) = reply {
+                            let _ = r.send(Err(not_settled(e)));
+                        }
+                    }
+                }
+            }
+            Command::Detach {
+                link,
+                closed,
+                error,
+                reply,
+            } => {
+                let detaching = self.engine.detach(link, closed, error).is_ok();
+                if let Some(reply) = reply {
+                    if detaching {
+                        self.detaches.insert(link, reply);
+                    } else {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            }
+            Command::Close { error, reply } => {
+                self.engine.close(error);
+                if let Some(reply) = reply {
+                    self.closes.push(reply);
+                }
+            }
+        }
+    }
+}

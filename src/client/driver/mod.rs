@@ -1,0 +1,364 @@
+//! The driver: one tokio task per connection that owns the engine and the
+//! byte stream. Handles talk to it with [`Command`]s over a channel; it
+//! answers through oneshots and per-receiver channels.
+//!
+//! It is a thin loop: read and hand the bytes to the engine, apply
+//! commands, write everything the engine produced in one write (many sends
+//! share a syscall), and sleep until the engine's next deadline. Every
+//! protocol decision and timer is the engine's; the driver only turns
+//! engine events into replies.
+//!
+//! Backpressure: above [`HIGH_WATER`] bytes of unwritten output the driver
+//! stops reading from the socket and taking commands until the peer reads;
+//! a presettled send completes only once its bytes are handed to the
+//! socket. The select is unbiased, so a peer flooding frames cannot starve
+//! commands or timers.
+
+use super::outcome::Outcome;
+use super::shared::Shared;
+use super::window::Slot;
+use crate::error::{Error, ErrorKind};
+use crate::frame::{condition, AmqpError, Attach, DeliveryState, Open, RcvSettleMode};
+use crate::proto::{self, DeliveryId, Event, LinkId, Payload, SendId, SessionId};
+use crate::transport::BoxIo;
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+mod commands;
+mod events;
+
+/// Unwritten output above which the driver stops reading and taking
+/// commands (the output high-water mark): 1 MiB.
+pub(crate) const HIGH_WATER: usize = 1024 * 1024;
+
+/// Links the peer opened that the application has not taken yet; more are
+/// refused with `amqp:resource-limit-exceeded`.
+pub(crate) const MAX_PENDING_INCOMING: usize = 256;
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// What a receiver's channel carries.
+#[derive(Debug)]
+pub(crate) enum RecvItem {
+    Delivery {
+        id: DeliveryId,
+        tag: Bytes,
+        settled: bool,
+        payload: Bytes,
+    },
+    Drained,
+    Detached(Error),
+}
+
+/// The peer's answer to an attach.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    pub(crate) link: LinkId,
+    pub(crate) remote: Box<Attach>,
+}
+
+/// Something the peer opened.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    Session(SessionId),
+    Link { link: LinkId, attach: Box<Attach> },
+}
+
+/// A request from a handle.
+// `Send` carries its message by value: boxing it would cost an allocation
+// per send.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Command {
+    Begin {
+        reply: Reply<SessionId>,
+    },
+    End {
+        session: SessionId,
+        error: Option<AmqpError>,
+    },
+    Attach {
+        session: Option<SessionId>,
+        attach: Box<Attach>,
+        sink: Option<mpsc::UnboundedSender<RecvItem>>,
+        credit: u32,
+        reply: Reply<Attached>,
+    },
+    AcceptLink {
+        link: LinkId,
+        attach: Box<Attach>,
+        sink: Option<mpsc::UnboundedSender<RecvItem>>,
+        credit: u32,
+    },
+    RefuseLink {
+        link: LinkId,
+        error: AmqpError,
+    },
+    Send {
+        link: LinkId,
+        message: Payload,
+        settled: bool,
+        reply: Option<Reply<Outcome>>,
+        permit: Option<Slot>,
+    },
+    Flow {
+        link: LinkId,
+        add: u32,
+        drain: bool,
+    },
+    Settle {
+        delivery: DeliveryId,
+        state: Option<DeliveryState>,
+        reply: Option<Reply<()>>,
+    },
+    Detach {
+        link: LinkId,
+        closed: bool,
+        error: Option<AmqpError>,
+        reply: Option<Reply<()>>,
+    },
+    Open,
+    /// Every user handle is gone: close the connection, whatever is pending.
+    HandlesGone,
+    Close {
+        error: Option<AmqpError>,
+        reply: Option<Reply<()>>,
+    },
+}
+
+struct PendingSend {
+    link: LinkId,
+    reply: Option<Reply<Outcome>>,
+    _permit: Option<Slot>,
+}
+
+/// A presettled send whose bytes are not yet all handed to the socket.
+struct Unwritten {
+    /// The output byte count at which its last byte is written.
+    mark: u64,
+    reply: Option<Reply<Outcome>>,
+    _permit: Option<Slot>,
+}
+
+pub(crate) struct Driver {
+    engine: proto::Connection,
+    io: Option<BoxIo>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    open_waiter: Option<Reply<Box<Open>>>,
+    pending_open: Option<Box<Open>>,
+    incoming: mpsc::Sender<Incoming>,
+    default_session: Option<SessionId>,
+    begins: HashMap<SessionId, Reply<SessionId>>,
+    attaches: HashMap<LinkId, Reply<Attached>>,
+    detaches: HashMap<LinkId, Reply<()>>,
+    closes: Vec<Reply<()>>,
+    sends: HashMap<SendId, PendingSend>,
+    unwritten: VecDeque<Unwritten>,
+    /// Settlements in rcv-settle-mode second, waiting for the sender's.
+    settles: HashMap<DeliveryId, Reply<()>>,
+    receivers: HashMap<LinkId, mpsc::UnboundedSender<RecvItem>>,
+    /// Output bytes produced by the engine, and written to the socket.
+    produced: u64,
+    written: u64,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        engine: proto::Connection,
+        io: BoxIo,
+        commands: mpsc::UnboundedReceiver<Command>,
+        shared: Arc<Shared>,
+        open_waiter: Reply<Box<Open>>,
+        incoming: mpsc::Sender<Incoming>,
+    ) -> Self {
+        Driver {
+            engine,
+            io: Some(io),
+            commands,
+            shared,
+            open_waiter: Some(open_waiter),
+            pending_open: None,
+            incoming,
+            default_session: None,
+            begins: HashMap::new(),
+            attaches: HashMap::new(),
+            detaches: HashMap::new(),
+            closes: Vec::new(),
+            sends: HashMap::new(),
+            unwritten: VecDeque::new(),
+            settles: HashMap::new(),
+            receivers: HashMap::new(),
+            produced: 0,
+            written: 0,
+        }
+    }
+
+    /// Runs the connection until it is closed and every byte is written.
+    pub(crate) async fn run(mut self) {
+        let span = tracing::debug_span!("connection", id = %self.shared.container_id);
+        let _enter = span.enter();
+        let result = self.run_inner().await;
+        let error = match result {
+            Ok(()) => self
+                .shared
+                .error()
+                .unwrap_or_else(|| Error::new(ErrorKind::Closed, "the connection is closed")),
+            Err(e) => e,
+        };
+        tracing::debug!(%error, "connection ended");
+        self.fail_all(error);
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(e) = self.engine.poll_event() {
+            self.on_event(e);
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<(), Error> {
+        let io = self.io.take().expect("run once");
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let mut wbuf = BytesMut::new();
+        let mut commands_open = true;
+        loop {
+            self.drain_events();
+            if let Some(open) = self.pending_open.take() {
+                if let Some(w) = self.open_waiter.take() {
+                    let _ = w.send(Ok(open));
+                }
+            }
+            if wbuf.is_empty() {
+                if let Some(out) = self.engine.take_output(Instant::now()) {
+                    self.produced += out.len() as u64;
+                    wbuf = out;
+                }
+                // Producing output raises events (presettled sends written,
+                // a send refused for the peer's max-message-size).
+                self.drain_events();
+            }
+            self.shared
+                .overshoot
+                .store(self.engine.credit_overshoot(), Ordering::Relaxed);
+            if self.engine.is_closed() && wbuf.is_empty() {
+                let _ = wr.shutdown().await;
+                return Ok(());
+            }
+            let congested = wbuf.len() + self.engine.pending_output() >= HIGH_WATER;
+            let deadline = self.engine.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let writing = !wbuf.is_empty();
+            tokio::select! {
+                r = wr.write_buf(&mut wbuf), if writing => {
+                    let n = r.map_err(io_error)?;
+                    if n == 0 {
+                        return Err(Error::new(ErrorKind::Io, "the peer stopped reading"));
+                    }
+                    self.written += n as u64;
+                    self.shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    self.complete_written();
+                }
+                r = rd.read_buf(self.engine.input_buffer()), if !congested => {
+                    let n = r.map_err(io_error)?;
+                    if n == 0 {
+                        return if self.engine.is_closed() {
+                            Ok(())
+                        } else {
+                            Err(Error::new(ErrorKind::Io, "the peer closed the connection without an AMQP close"))
+                        };
+                    }
+                    self.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    self.engine.handle_input(Instant::now());
+                }
+                cmd = self.commands.recv(), if commands_open && !congested => {
+                    match cmd {
+                        Some(cmd) => {
+                            self.on_command(cmd);
+                            // Take what is already queued, up to the
+                            // high-water mark: one write for all.
+                            for _ in 0..1024 {
+                                if self.engine.pending_output() >= HIGH_WATER {
+                                    break;
+                                }
+                                match self.commands.try_recv() {
+                                    Ok(cmd) => self.on_command(cmd),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        None => {
+                            commands_open = false;
+                            self.engine.close(None);
+                        }
+                    }
+                }
+                _ = sleep => self.engine.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    /// Completes the presettled sends whose bytes are all written.
+    fn complete_written(&mut self) {
+        while self
+            .unwritten
+            .front()
+            .is_some_and(|u| u.mark <= self.written)
+        {
+            let u = self.unwritten.pop_front().expect("front");
+            if let Some(r) = u.reply {
+                let _ = r.send(Ok(Outcome::Presettled));
+            }
+        }
+    }
+}
+
+/// The error of a settlement that did not reach the peer.
+fn not_settled(e: AmqpError) -> Error {
+    let desc = format!(
+        "not settled: {}; the peer keeps the message and will redeliver it",
+        e.description.as_deref().unwrap_or("the link is gone")
+    );
+    Error::with_condition(ErrorKind::LinkDetached, e.condition.as_str(), Some(desc))
+}
+
+fn reject_command(cmd: Command, e: Error) {
+    match cmd {
+        Command::Begin { reply } => {
+            let _ = reply.send(Err(e));
+        }
+        Command::Attach { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Command::Send {
+            reply: Some(reply),
+            message,
+            ..
+        } => {
+            let _ = reply.send(Err(e.with_message(message.into_message())));
+        }
+        Command::Settle {
+            reply: Some(reply), ..
+        } => {
+            let _ = reply.send(Err(e));
+        }
+        Command::Detach { reply: Some(r), .. } | Command::Close { reply: Some(r), .. } => {
+            let _ = r.send(Ok(()));
+        }
+        _ => {}
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    Error::from(e)
+}
