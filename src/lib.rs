@@ -36,17 +36,23 @@
 //!   (one per file), SASL frames, delivery states, termini, transactions, and
 //!   the frame decoder.
 //! - [`message`]: the message, its sections, builder and codec.
-//! - [`proto`]: the sans-IO engine: connection, session and link state
-//!   machines, flow control, delivery and settlement, SASL ANONYMOUS/PLAIN.
-//!   No tokio, no sockets, no clocks; time is passed in.
+//! - [`proto`]: the sans-IO engine, a file per concern: `connection` (state,
+//!   input, output, frame dispatch), `handshake` (headers, SASL, open/close),
+//!   `timers` (every timeout and heartbeat, on the caller's clock), `store`
+//!   (sessions and links by never-reused ids), `session`/`sessions`,
+//!   `link`/`links`, `flow`, `send`, `recv`, `settlement`. It makes every
+//!   protocol decision and owns every budget. No tokio, no sockets, no
+//!   clocks; time is passed in.
 //! - [`transport`]: URL parsing and the byte streams under a connection (TCP
 //!   now; TLS plugs in as another [`transport::Io`]).
 //! - `client` (re-exported at the root): the async API: [`Container`],
 //!   [`connect`], [`Connection`], [`Session`], [`Sender`] (`Sink`, `tower::Service`),
 //!   [`Receiver`] (`Stream`), [`Delivery`], [`listen`], [`Listener`],
-//!   [`IncomingConnection`], [`IncomingLink`]. One driver task per
-//!   connection owns the engine and the socket; handles talk to it over a
-//!   channel, and every frame queued in a turn goes out in one write.
+//!   [`IncomingConnection`], [`IncomingLink`], [`connect_with_io`]. One
+//!   driver task per connection (`client/driver/`: the loop, commands,
+//!   events) owns the engine and the byte stream; handles talk to it over a
+//!   channel, every frame queued in a turn goes out in one write, and above
+//!   the output high-water mark it stops reading and taking commands.
 //! - `error`: [`Error`] and [`DecodeError`], each with a `#[non_exhaustive]`
 //!   kind; errors carry the AMQP condition and description.
 #![forbid(unsafe_code)]
