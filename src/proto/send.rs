@@ -12,7 +12,7 @@ use bytes::BytesMut;
 impl Connection {
     // ---- sending ------------------------------------------------------------
 
-    /// Queues `message` (a [`Message`] or already-encoded bytes) on a
+    /// Queues `message` (a [`Message`](crate::Message) or already-encoded bytes) on a
     /// sender link; it goes out as soon as there is credit, settled
     /// (`settled`) or not. The outcome comes as [`Event::Outcome`], or
     /// [`Event::Sent`] for settled sends.
