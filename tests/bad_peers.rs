@@ -525,14 +525,15 @@ async fn oversize_message_is_rejected_locally() {
     conn.close().await.unwrap();
 }
 
-/// A peer that ignores link credit: transfers beyond it are tolerated
-/// within the session's incoming window since our last flow (RabbitMQ
-/// overshoots under load), and past that the link is detached with
-/// amqp:link:transfer-limit-exceeded. The application, which never reads,
-/// holds at most the credit window plus that budget.
+/// A peer that ignores link credit: transfers beyond it are tolerated (and
+/// counted) within the session's incoming window (RabbitMQ overshoots under
+/// load), but the window reopens only as the application consumes, so a
+/// flood that ignores the window too ends the session with
+/// amqp:session:window-violation, and the application, which never reads,
+/// holds at most the window (2048 messages).
 #[tokio::test]
-async fn peer_flooding_beyond_credit_is_detached() {
-    use aqueduct::frame::{Begin, Detach, Transfer};
+async fn peer_flooding_beyond_credit_and_window_is_stopped() {
+    use aqueduct::frame::{Begin, End, Transfer};
     let mut listener = aqueduct::listen("amqp://127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().port();
     let server = tokio::spawn(async move {
@@ -591,7 +592,7 @@ async fn peer_flooding_beyond_credit_is_detached() {
         }
     })
     .await;
-    let (_conn, _receiver) = server.await.unwrap();
+    let (conn, mut receiver) = server.await.unwrap();
     let mut payload = BytesMut::new();
     Message::from("flood").encode(&mut payload);
     let mut out = BytesMut::new();
@@ -607,23 +608,30 @@ async fn peer_flooding_beyond_credit_is_detached() {
         encode_frame(&mut out, 0, &t, &payload);
     }
     raw.write(&out).await;
-    let detach: Detach = promptly("a detach", async {
+    let end: End = promptly("an end", async {
         loop {
             match raw.frame().await {
                 Some(Frame::Amqp {
-                    performative: Performative::Detach(d),
+                    performative: Performative::End(e),
                     ..
-                }) => break d,
+                }) => break e,
                 Some(_) => continue,
-                None => panic!("the connection closed without a detach"),
+                None => panic!("the connection closed without an end"),
             }
         }
     })
     .await;
-    let error = detach.error.expect("a detach with an error");
+    let error = end.error.expect("an end with an error");
     assert_eq!(
         error.condition.as_str(),
-        "amqp:link:transfer-limit-exceeded",
+        "amqp:session:window-violation",
         "{error:?}"
     );
+    // What the application was handed is bounded by the window.
+    let mut held = 0;
+    while let Some(Ok(_)) = promptly("the buffered deliveries", receiver.next()).await {
+        held += 1;
+    }
+    assert!((10..=2048).contains(&held), "{held} deliveries held");
+    assert_eq!(conn.statistics().credit_overshoot, held as u64 - 10);
 }

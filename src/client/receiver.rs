@@ -92,6 +92,7 @@ impl Receiver {
             link: self.link,
             add: credit,
             drain: false,
+            consumed: 0,
         })
     }
 
@@ -106,6 +107,7 @@ impl Receiver {
             link: self.link,
             add: 0,
             drain: true,
+            consumed: 0,
         })?;
         let timeout = self.conn.defaults().attach_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -161,12 +163,18 @@ impl Receiver {
                 settled,
                 payload,
             } => {
-                if self.window > 0 {
-                    self.consumed += 1;
-                    if self.consumed >= (self.window / 2).max(1) {
-                        let _ = self.add_credit(self.consumed);
-                        self.consumed = 0;
-                    }
+                // Report what the application took, so that the session
+                // window reopens past it; with a credit window, top credit
+                // up in the same command once per half window.
+                self.consumed += 1;
+                if self.consumed >= (self.window / 2).max(1) {
+                    let _ = self.conn.send_command(Command::Flow {
+                        link: self.link,
+                        add: if self.window > 0 { self.consumed } else { 0 },
+                        drain: false,
+                        consumed: self.consumed,
+                    });
+                    self.consumed = 0;
                 }
                 match Message::decode(payload.clone()) {
                     Ok(message) => Some(Ok(Delivery {
@@ -217,18 +225,25 @@ impl Drop for Receiver {
         while let Ok(item) = self.rx.try_recv() {
             unread.push(item);
         }
+        let mut consumed = self.consumed;
         for item in unread {
-            if let RecvItem::Delivery {
-                id, settled: false, ..
-            } = item
-            {
-                let _ = self.conn.send_command(Command::Settle {
-                    delivery: id,
-                    state: Some(DeliveryState::Released),
-                    reply: None,
-                });
+            if let RecvItem::Delivery { id, settled, .. } = item {
+                consumed += 1;
+                if !settled {
+                    let _ = self.conn.send_command(Command::Settle {
+                        delivery: id,
+                        state: Some(DeliveryState::Released),
+                        reply: None,
+                    });
+                }
             }
         }
+        let _ = self.conn.send_command(Command::Flow {
+            link: self.link,
+            add: 0,
+            drain: false,
+            consumed,
+        });
         if !self.done && !self.closing {
             self.conn.detach_link(self.link, true, None);
         }

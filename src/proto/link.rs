@@ -106,6 +106,8 @@ pub(crate) struct Incoming {
     pub(crate) len: u64,
     /// Bytes counted against the connection's partial-delivery budget.
     pub(crate) counted: u64,
+    /// Transfer frames it came in.
+    pub(crate) frames: u32,
 }
 
 impl Incoming {
@@ -170,6 +172,9 @@ pub(crate) struct Link {
     pub(crate) abandoned: bool,
     /// Overshoot was logged for this link (logged once).
     pub(crate) overshoot_logged: bool,
+    /// The frame counts of messages handed to the application and not yet
+    /// consumed, oldest first (they hold the session's window).
+    pub(crate) delivered: VecDeque<u32>,
 }
 
 impl Link {
@@ -198,6 +203,7 @@ impl Link {
             refused: false,
             abandoned: false,
             overshoot_logged: false,
+            delivered: VecDeque::new(),
         }
     }
 

@@ -244,7 +244,9 @@ impl Connection {
     pub(super) fn remove_link(&mut self, link: LinkId) -> Option<Vec<(SendId, Message)>> {
         let unsent = self.take_link_messages(link);
         self.release_partial(link);
-        self.store.remove_link(link)?;
+        let l = self.store.remove_link(link)?;
+        // What the application still holds of it no longer holds the window.
+        self.release_held(l.session, l.delivered.iter().sum());
         Some(unsent)
     }
 

@@ -16,17 +16,26 @@ impl Connection {
         payload: Bytes,
     ) -> Result<(), Fatal> {
         let s = self.store.sessions.get_mut(&sid).expect("session exists");
-        match s.take_incoming() {
-            Err(()) => {
-                return self.session_error(
-                    sid,
-                    condition::WINDOW_VIOLATION,
-                    "transfer beyond the session's incoming window".into(),
-                )
-            }
-            Ok(true) => self.write_session_flow(sid),
-            Ok(false) => {}
+        if s.take_incoming().is_err() {
+            return self.session_error(
+                sid,
+                condition::WINDOW_VIOLATION,
+                "transfer beyond the session's incoming window".into(),
+            );
         }
+        let r = self.on_transfer_frame(sid, t, payload);
+        // With this frame delivered, dropped or kept as part of a message,
+        // the window may reopen as far as what the application holds allows.
+        self.release_held(sid, 0);
+        r
+    }
+
+    fn on_transfer_frame(
+        &mut self,
+        sid: SessionId,
+        t: Transfer,
+        payload: Bytes,
+    ) -> Result<(), Fatal> {
         let s = self.store.sessions.get_mut(&sid).expect("session exists");
         let Some(id) = s.remote_handles.get(&t.handle).copied() else {
             let desc = format!("transfer on handle {}, which is not attached", t.handle);
@@ -88,12 +97,14 @@ impl Connection {
                 rest: None,
                 len: 0,
                 counted: 0,
+                frames: 0,
             });
             if !settled {
                 s.incoming_unsettled.insert(delivery_id, id);
             }
         }
         let inc = l.incoming.as_mut().expect("incoming delivery");
+        inc.frames += 1;
         if t.settled == Some(true) {
             inc.settled = true;
         }
@@ -130,6 +141,10 @@ impl Connection {
         inc.push(payload);
         let inc = l.incoming.take().expect("incoming delivery");
         self.partial_bytes -= inc.counted;
+        l.delivered.push_back(inc.frames);
+        if let Some(s) = self.store.sessions.get_mut(&sid) {
+            s.held += inc.frames;
+        }
         if inc.settled {
             self.store
                 .sessions
@@ -167,6 +182,38 @@ impl Connection {
             .and_then(|l| l.incoming.take())
         {
             self.partial_bytes -= inc.counted;
+        }
+    }
+
+    /// The application has taken `n` more messages of a receiver link (in
+    /// delivery order): the session's incoming window may reopen past
+    /// them. The driver calls it as the receiver's stream yields.
+    pub fn consumed(&mut self, link: LinkId, n: u32) -> Result<(), AmqpError> {
+        let l = self
+            .store
+            .links
+            .get_mut(&link)
+            .ok_or_else(|| super::links::gone(link))?;
+        let sid = l.session;
+        let mut frames = 0;
+        for _ in 0..n {
+            match l.delivered.pop_front() {
+                Some(f) => frames += f,
+                None => break,
+            }
+        }
+        self.release_held(sid, frames);
+        Ok(())
+    }
+
+    /// Gives `frames` held by the application back to a session's window.
+    pub(super) fn release_held(&mut self, sid: SessionId, frames: u32) {
+        let Some(s) = self.store.sessions.get_mut(&sid) else {
+            return;
+        };
+        s.held = s.held.saturating_sub(frames);
+        if s.reopen() && !s.end_sent {
+            self.write_session_flow(sid);
         }
     }
 }

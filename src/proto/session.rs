@@ -52,6 +52,11 @@ pub(crate) struct Session {
     /// Unsettled incoming deliveries, by delivery id.
     pub(crate) incoming_unsettled: BTreeMap<u32, LinkId>,
     pub(crate) dispositions: Vec<PendingDisposition>,
+    /// Transfer frames of messages handed to the application and not yet
+    /// consumed: the incoming window reopens only past them, so a peer can
+    /// never have more than the window in our hands, whatever it does with
+    /// link credit.
+    pub(crate) held: u32,
 }
 
 impl Session {
@@ -75,6 +80,7 @@ impl Session {
             outgoing_unsettled: BTreeMap::new(),
             incoming_unsettled: BTreeMap::new(),
             dispositions: Vec::new(),
+            held: 0,
         }
     }
 
@@ -89,20 +95,26 @@ impl Session {
         self.remote_outgoing_window = f.outgoing_window;
     }
 
-    /// Counts one incoming transfer frame against our incoming window.
-    /// `Err` if the window is shut (a violation); `Ok(true)` when the window
-    /// has fallen to half and a session flow should reopen it.
-    pub(crate) fn take_incoming(&mut self) -> Result<bool, ()> {
+    /// Counts one incoming transfer frame against our incoming window;
+    /// `Err` if the window is shut (a violation).
+    pub(crate) fn take_incoming(&mut self) -> Result<(), ()> {
         if self.incoming_window == 0 {
             return Err(());
         }
         self.incoming_window -= 1;
         self.next_incoming_id = self.next_incoming_id.wrapping_add(1);
-        if self.incoming_window <= self.max_incoming_window / 2 {
-            self.incoming_window = self.max_incoming_window;
-            return Ok(true);
+        Ok(())
+    }
+
+    /// Reopens the incoming window once it has fallen to half, as far as
+    /// what the application holds allows; returns whether it grew.
+    pub(crate) fn reopen(&mut self) -> bool {
+        let open = self.max_incoming_window.saturating_sub(self.held);
+        if self.incoming_window <= self.max_incoming_window / 2 && open > self.incoming_window {
+            self.incoming_window = open;
+            return true;
         }
-        Ok(false)
+        false
     }
 
     /// The lowest free local handle, up to the peer's `handle-max`.

@@ -178,6 +178,10 @@ impl Connection {
     ) -> Result<(), Fatal> {
         let error = AmqpError::new(cond, desc);
         let _ = self.end(sid, Some(error.clone()));
+        // The session is over for us: its links end now, with the error,
+        // whether or not the peer ever answers our end.
+        let links = self.store.session_links(sid);
+        self.drop_links(links, Some(error.clone()));
         self.events.push_back(Event::SessionEnded {
             session: sid,
             error: Some(error),

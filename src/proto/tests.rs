@@ -301,34 +301,41 @@ fn transfer_without_credit_detaches_the_link() {
         },
     );
     let (sender, receiver) = p.link(1);
-    // Forge credit on the sender side by faking a flow from the receiver.
     p.client.send(sender, Message::from("a"), false).unwrap();
     p.run();
     assert_eq!(p.deliveries().len(), 1);
     // The credit (1) is used up. Transfers beyond it are tolerated within
     // the session's incoming window (4 here) since our last flow (RabbitMQ
-    // overshoots under load) and counted; the next one violates the credit.
-    let mut forged = bytes::BytesMut::new();
-    for id in 1..=5u32 {
-        crate::frame::codec::encode_frame(
-            &mut forged,
-            0,
-            &Transfer {
-                handle: 0,
-                delivery_id: Some(id),
-                delivery_tag: Some(Bytes::copy_from_slice(&id.to_be_bytes())),
-                message_format: Some(0),
-                ..Default::default()
-            },
-            &[0x00, 0x53, 0x77, 0x40],
-        );
-    }
-    p.server.handle_bytes(&forged, p.now);
+    // overshoots under load) and counted; past that the link is detached.
+    // The application consumes without granting credit (manual credit), so
+    // the window reopens but the link flow does not.
+    let forge = |ids: std::ops::RangeInclusive<u32>| {
+        let mut forged = bytes::BytesMut::new();
+        for id in ids {
+            crate::frame::codec::encode_frame(
+                &mut forged,
+                0,
+                &Transfer {
+                    handle: 0,
+                    delivery_id: Some(id),
+                    delivery_tag: Some(Bytes::copy_from_slice(&id.to_be_bytes())),
+                    message_format: Some(0),
+                    settled: Some(true),
+                    ..Default::default()
+                },
+                &[0x00, 0x53, 0x77, 0x40],
+            );
+        }
+        forged
+    };
+    p.server.handle_bytes(&forge(1..=3), p.now);
+    p.server.consumed(receiver, 4).unwrap();
+    p.server.handle_bytes(&forge(4..=5), p.now);
     p.run();
     assert_eq!(
         p.deliveries().len(),
         4,
-        "the overshoot within the window is delivered"
+        "the overshoot within the budget is delivered"
     );
     assert_eq!(p.server.credit_overshoot(), 4);
     let detached = p.server_events.iter().find_map(|e| match e {
@@ -1110,4 +1117,32 @@ fn unsettled_messages_come_back_when_the_session_ends() {
     assert_eq!(unsent.len(), 1, "the unsettled message comes back");
     assert_eq!(p.client.store.links.len(), 0);
     assert_eq!(p.client.store.sessions.len(), 0);
+}
+
+/// The session window reopens only past what the application consumed, so
+/// a peer can never put more than the window in our hands, whatever it does
+/// with link credit.
+#[test]
+fn the_incoming_window_reopens_only_as_the_application_consumes() {
+    let mut p = Pair::new(
+        Config::default(),
+        Config {
+            incoming_window: 8,
+            ..Default::default()
+        },
+    );
+    let (sender, receiver) = p.link(100);
+    for i in 0..20 {
+        p.client
+            .send(sender, Message::from(format!("{i}")), true)
+            .unwrap();
+    }
+    p.run();
+    assert_eq!(p.deliveries().len(), 8, "the window holds the rest back");
+    p.server.consumed(receiver, 8).unwrap();
+    p.run();
+    assert_eq!(p.deliveries().len(), 8);
+    p.server.consumed(receiver, 8).unwrap();
+    p.run();
+    assert_eq!(p.deliveries().len(), 4);
 }

@@ -120,9 +120,19 @@ impl Driver {
                     }
                 }
             },
-            Command::Flow { link, add, drain } => {
-                if let Err(e) = self.engine.add_credit(link, add, drain) {
-                    tracing::debug!(error = %e, "credit for a link that is gone");
+            Command::Flow {
+                link,
+                add,
+                drain,
+                consumed,
+            } => {
+                if consumed > 0 {
+                    let _ = self.engine.consumed(link, consumed);
+                }
+                if add > 0 || drain {
+                    if let Err(e) = self.engine.add_credit(link, add, drain) {
+                        tracing::debug!(error = %e, "credit for a link that is gone");
+                    }
                 }
             }
             Command::Settle {

@@ -175,6 +175,7 @@ impl Driver {
                             .engine
                             .settle(delivery, Some(DeliveryState::Released), true);
                     }
+                    let _ = self.engine.consumed(delivery.link, 1);
                 }
             }
             Event::RemoteSettled {

@@ -107,10 +107,13 @@ pub(crate) enum Command {
         reply: Option<Reply<Outcome>>,
         permit: Option<Slot>,
     },
+    /// Credit to add (with drain), and messages the application has taken
+    /// from the receiver's stream since the last report.
     Flow {
         link: LinkId,
         add: u32,
         drain: bool,
+        consumed: u32,
     },
     Settle {
         delivery: DeliveryId,
