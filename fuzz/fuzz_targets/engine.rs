@@ -331,13 +331,13 @@ fn command(conn: &mut Connection, ids: &mut Ids, inp: &mut Input) {
         3 => {
             if let Some(l) = pick(&ids.links, i) {
                 let a = inp.attach();
-                conn.accept_link(l, a);
+                let _ = conn.accept_link(l, a);
             }
         }
         4 => {
             if let Some(l) = pick(&ids.links, i) {
                 let e = inp.error().unwrap_or_else(|| AmqpError::new("x:no", "no"));
-                conn.refuse_link(l, e);
+                let _ = conn.refuse_link(l, e);
             }
         }
         5 | 6 => {
@@ -351,7 +351,7 @@ fn command(conn: &mut Connection, ids: &mut Ids, inp: &mut Input) {
             if let Some(l) = pick(&ids.links, i) {
                 let credit = inp.u32();
                 let drain = inp.bool();
-                conn.flow(l, credit, drain);
+                let _ = conn.add_credit(l, credit, drain);
             }
         }
         8 => {
@@ -367,19 +367,19 @@ fn command(conn: &mut Connection, ids: &mut Ids, inp: &mut Input) {
             };
             let state = inp.state();
             let settled = inp.bool();
-            conn.settle(d, state, settled);
+            let _ = conn.settle(d, state, settled);
         }
         9 => {
             if let Some(l) = pick(&ids.links, i) {
                 let closed = inp.bool();
                 let e = inp.error();
-                conn.detach(l, closed, e);
+                let _ = conn.detach(l, closed, e);
             }
         }
         10 => {
             if let Some(s) = pick(&ids.sessions, i) {
                 let e = inp.error();
-                conn.end(s, e);
+                let _ = conn.end(s, e);
             }
         }
         11 => {
@@ -394,8 +394,8 @@ fn command(conn: &mut Connection, ids: &mut Ids, inp: &mut Input) {
 }
 
 /// Takes the engine's output, checking its size.
-fn drain_output(conn: &mut Connection) {
-    if let Some(out) = conn.take_output() {
+fn drain_output(conn: &mut Connection, now: Instant) {
+    if let Some(out) = conn.take_output(now) {
         assert!(
             out.len() < MAX_OUTPUT,
             "{} bytes of output in one step",
@@ -441,6 +441,9 @@ fuzz_target!(|data: &[u8]| {
         max_sessions: if small { 2 } else { 64 },
         max_links_per_session: if small { 4 } else { 1024 },
         incoming_window: if small { 2 } else { 2048 },
+        open_timeout: Some(Duration::from_secs(if flags & 0x10 != 0 { 2 } else { 15 })),
+        attach_timeout: Some(Duration::from_secs(if small { 1 } else { 15 })),
+        max_partial_bytes: if small { 4096 } else { 1 << 24 },
         sasl: match (sasl, side) {
             (false, _) => Sasl::Disabled,
             (true, Side::Client) => Sasl::Client {
@@ -514,16 +517,16 @@ fuzz_target!(|data: &[u8]| {
                     conn.handle_timeout(now);
                 }
             }
-            14 => drain_output(&mut conn),
+            14 => drain_output(&mut conn, now),
             _ => drain_events(&mut conn, &mut ids),
         }
         // The driver takes output and events every turn; so do we, mostly.
         if inp.u8() % 4 != 0 {
-            drain_output(&mut conn);
+            drain_output(&mut conn, now);
             drain_events(&mut conn, &mut ids);
         }
     }
-    drain_output(&mut conn);
+    drain_output(&mut conn, now);
     drain_events(&mut conn, &mut ids);
     let _ = conn.is_closed();
 });
