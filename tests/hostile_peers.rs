@@ -1119,6 +1119,32 @@ async fn remote_detach_without_error_is_an_error() {
     }
 }
 
+/// A remote end without an error ends the receiver's stream with an error
+/// (the session ended), not a clean end.
+#[tokio::test]
+async fn remote_end_without_error_is_an_error() {
+    let (l, url) = raw_listener().await;
+    tokio::spawn(async move {
+        let mut peer = RawPeer::accept(&l).await;
+        peer.server_handshake().await;
+        let (ch, _) = peer.serve_attach(0).await;
+        peer.send(ch, &End { error: None }).await;
+        peer.serve_rest(None).await;
+    });
+    let conn = promptly("connect", aqueduct::connect(raw_opts(&url)))
+        .await
+        .unwrap();
+    let mut rx = promptly("attach", conn.open_receiver("q")).await.unwrap();
+    match promptly("end of the stream", rx.next()).await {
+        Some(Err(e)) => assert!(
+            matches!(e.kind(), ErrorKind::SessionEnded | ErrorKind::LinkDetached),
+            "{e}"
+        ),
+        Some(Ok(d)) => panic!("unexpected delivery {:?}", d.message()),
+        None => panic!("the stream ended as None: indistinguishable from a normal close"),
+    }
+}
+
 /// A settled disposition without a state is not "released" (the message
 /// may have been processed) and not "accepted".
 #[tokio::test]
