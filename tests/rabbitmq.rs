@@ -449,7 +449,10 @@ async fn load(step: &str, url: &str, queue_name: &str, options: ReceiverOptions)
             let next = tokio::time::timeout(Duration::from_secs(60), rx.next()).await;
             let d = match next {
                 Ok(Some(Ok(d))) => d,
-                Ok(Some(Err(e))) => panic!("[{step}] receive after {distinct} messages: {e}"),
+                Ok(Some(Err(e))) => panic!(
+                    "[{step}] receive after {distinct} messages: {e} (statistics: {:?})",
+                    rconn.statistics()
+                ),
                 Ok(None) => panic!("[{step}] receiver ended after {distinct} messages"),
                 Err(_) => panic!("[{step}] no message for 60 s after {distinct} messages"),
             };
@@ -463,6 +466,7 @@ async fn load(step: &str, url: &str, queue_name: &str, options: ReceiverOptions)
                 distinct += 1;
             }
         }
+        println!("[{step}] receiver statistics: {:?}", rconn.statistics());
         rconn.close().await.unwrap();
         distinct
     });
