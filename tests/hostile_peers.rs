@@ -496,15 +496,14 @@ async fn unread_peer_links_are_refused_past_a_bound() {
             },
         )
         .await;
-        let (their_ch, handle_max) = loop {
+        let handle_max = loop {
             match peer.expect("the answer to our begin").await {
-                (c, Performative::Begin(b), _) if b.remote_channel == Some(1) => {
-                    break (c, b.handle_max)
+                (_, Performative::Begin(b), _) if b.remote_channel == Some(1) => {
+                    break b.handle_max
                 }
                 _ => {}
             }
         };
-        let _ = their_ch;
         // At most this many of our handles in use at once (within the
         // client's handle-max: we reuse the handles of refused links).
         let in_use_max = (handle_max as usize + 1).min(512);
