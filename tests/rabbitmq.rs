@@ -415,3 +415,116 @@ async fn credit_overshoot_with_default_window() {
     conn.close().await.unwrap();
     drop(node);
 }
+
+/// The node shared by the load tests below (started by the first, stopped
+/// when the last running one drops it).
+fn shared_node() -> std::sync::Arc<Node> {
+    use std::sync::{Arc, Mutex, Weak};
+    static NODE: Mutex<Weak<Node>> = Mutex::new(Weak::new());
+    let mut g = NODE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = g.upgrade() {
+        return n;
+    }
+    let n = Arc::new(Node::start());
+    *g = Arc::downgrade(&n);
+    n
+}
+
+/// Issue 8: one connection publishes `N` small messages at full speed
+/// (1000 sends pipelined) into a queue while a receiver on another
+/// connection, started first, consumes them with `options`. The receiver
+/// gets every message (numbered bodies, none missing) and no error.
+async fn load(step: &str, url: &str, queue_name: &str, options: ReceiverOptions) {
+    const N: usize = 100_000;
+    let rconn = within(step, aqueduct::connect(url)).await.unwrap();
+    let mut rx = within(step, rconn.open_receiver_with(options))
+        .await
+        .unwrap_or_else(|e| panic!("[{step}] open receiver: {e}"));
+    let step_r = step.to_string();
+    let receiving = tokio::spawn(async move {
+        let step = step_r.as_str();
+        let mut seen = vec![false; N];
+        let mut distinct = 0;
+        while distinct < N {
+            let next = tokio::time::timeout(Duration::from_secs(60), rx.next()).await;
+            let d = match next {
+                Ok(Some(Ok(d))) => d,
+                Ok(Some(Err(e))) => panic!(
+                    "[{step}] receive after {distinct} messages: {e} (statistics: {:?})",
+                    rconn.statistics()
+                ),
+                Ok(None) => panic!("[{step}] receiver ended after {distinct} messages"),
+                Err(_) => panic!("[{step}] no message for 60 s after {distinct} messages"),
+            };
+            let i: usize = d
+                .message()
+                .body()
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("[{step}] unexpected body {:?}", d.message().body()));
+            if !std::mem::replace(&mut seen[i], true) {
+                distinct += 1;
+            }
+        }
+        println!("[{step}] receiver statistics: {:?}", rconn.statistics());
+        rconn.close().await.unwrap();
+        distinct
+    });
+    let sconn = within(step, aqueduct::connect(url)).await.unwrap();
+    let sender = within(step, sconn.open_sender(queue_name)).await.unwrap();
+    let t0 = Instant::now();
+    let sending = futures::stream::iter(0..N)
+        .map(|i| sender.send(Message::from(i.to_string())))
+        .buffer_unordered(1000)
+        .for_each(|o| {
+            let o = o.unwrap_or_else(|e| panic!("[{step}] send: {e}"));
+            assert_eq!(o, Outcome::Accepted, "[{step}] send");
+            async {}
+        });
+    match tokio::time::timeout(Duration::from_secs(600), sending).await {
+        Ok(()) => {}
+        Err(_) => panic!("[{step}] sending {N} messages took more than 600 s"),
+    }
+    let received = match tokio::time::timeout(Duration::from_secs(600), receiving).await {
+        Ok(r) => r.unwrap(),
+        Err(_) => panic!("[{step}] receiving {N} messages took more than 600 s"),
+    };
+    assert_eq!(received, N, "[{step}]");
+    println!(
+        "[{step}] {N} messages through RabbitMQ in {:?}, sender and receiver concurrent",
+        t0.elapsed()
+    );
+    sconn.close().await.unwrap();
+}
+
+/// Issue 8, receiver with the DEFAULT credit window under sustained load:
+/// RabbitMQ overshoots credit by more than one grant; the receiver must
+/// tolerate it within a bounded budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 8: default window: RabbitMQ overshoots by more than the 2048-transfer budget (transfer-limit-exceeded after ~21,000 messages)"]
+async fn load_100k_default_window() {
+    let node = shared_node();
+    let q = queue("load-default");
+    load(
+        "load, default window",
+        &node.url(),
+        &q,
+        ReceiverOptions::new(q.as_str()),
+    )
+    .await;
+}
+
+/// Issue 8, as above with a credit window of 1000 (Proton's default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 8: window 1000: RabbitMQ's overshoot still passes the 2048-transfer budget under load (failed 1 run in 2, after 32,100 messages)"]
+async fn load_100k_window_1000() {
+    let node = shared_node();
+    let q = queue("load-1000");
+    load(
+        "load, window 1000",
+        &node.url(),
+        &q,
+        ReceiverOptions::new(q.as_str()).credit_window(1000),
+    )
+    .await;
+}

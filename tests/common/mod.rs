@@ -1,0 +1,3 @@
+//! Helpers shared by integration tests. Each test binary uses a subset.
+
+pub(crate) mod raw_peer;
