@@ -5,9 +5,7 @@
 //! receives, message counts, CPU time.
 //!
 //! Every test here failed on the engine before issue 8 (see
-//! notes/hostile.md for what each showed); one that still fails is
-//! `#[ignore]`d with the finding it shows (`cargo test --test hostile_peers
-//! -- --ignored` runs it).
+//! notes/hostile.md for what each showed).
 
 mod common;
 
@@ -272,7 +270,6 @@ async fn run_in_child(test: &str) -> String {
 /// nothing. The resident set grows by less than 32 MiB: pending output is
 /// held near its high-water mark, not 1024 messages encoded at once.
 #[tokio::test]
-#[ignore = "issue 8: 1024 queued presettled sends are encoded in one batch (64 MiB of output past the high-water mark)"]
 async fn presettled_backlog_memory_is_bounded() {
     const TEST: &str = "presettled_backlog_memory_is_bounded";
     if std::env::var(CHILD).as_deref() != Ok(TEST) {

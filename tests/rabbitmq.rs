@@ -501,7 +501,6 @@ async fn load(step: &str, url: &str, queue_name: &str, options: ReceiverOptions)
 /// RabbitMQ overshoots credit by more than one grant; the receiver must
 /// tolerate it within a bounded budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 8: default window: RabbitMQ overshoots by more than the 2048-transfer budget (transfer-limit-exceeded after ~21,000 messages)"]
 async fn load_100k_default_window() {
     let node = shared_node();
     let q = queue("load-default");
@@ -516,7 +515,6 @@ async fn load_100k_default_window() {
 
 /// Issue 8, as above with a credit window of 1000 (Proton's default).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 8: window 1000: RabbitMQ's overshoot still passes the 2048-transfer budget under load (failed 1 run in 2, after 32,100 messages)"]
 async fn load_100k_window_1000() {
     let node = shared_node();
     let q = queue("load-1000");

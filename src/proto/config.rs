@@ -118,6 +118,10 @@ pub struct Config {
     /// connection holds at once, over all links; past it the connection
     /// closes with `amqp:resource-limit-exceeded`. Default: 256 MiB.
     pub max_partial_bytes: u64,
+    /// The output high-water mark, in bytes: transfers are encoded only
+    /// while less output than this waits to be taken, and a driver stops
+    /// reading and taking commands above it. Default: 1 MiB.
+    pub output_high_water: usize,
 }
 
 impl Default for Config {
@@ -140,6 +144,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             attach_timeout: Some(Duration::from_secs(15)),
             max_partial_bytes: 256 * 1024 * 1024,
+            output_high_water: 1024 * 1024,
         }
     }
 }

@@ -96,7 +96,7 @@ impl Connection {
             return;
         }
         let mut n = self.ready.len();
-        while n > 0 {
+        while n > 0 && !self.output_full() {
             n -= 1;
             let Some(id) = self.ready.pop_front() else {
                 break;
@@ -111,9 +111,19 @@ impl Connection {
         }
     }
 
+    /// Whether the output has reached the high-water mark: messages are
+    /// encoded only as the transport takes the output, so queued sends
+    /// stay messages (shared, not copied) rather than megabytes of frames.
+    fn output_full(&self) -> bool {
+        self.output.len() >= self.config.output_high_water
+    }
+
     pub(super) fn pump_link(&mut self, id: LinkId) {
         let max_frame = self.remote_max_frame_size;
         loop {
+            if self.output_full() {
+                return; // stays ready; taken up again once the output drains
+            }
             let Some(l) = self.store.links.get_mut(&id) else {
                 return;
             };

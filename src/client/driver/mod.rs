@@ -8,7 +8,8 @@
 //! protocol decision and timer is the engine's; the driver only turns
 //! engine events into replies.
 //!
-//! Backpressure: above [`HIGH_WATER`] bytes of unwritten output the driver
+//! Backpressure: above the engine's output high-water mark
+//! (`proto::Config::output_high_water`, 1 MiB) of unwritten output the driver
 //! stops reading from the socket and taking commands until the peer reads;
 //! a presettled send completes only once its bytes are handed to the
 //! socket. The select is unbiased, so a peer flooding frames cannot starve
@@ -32,10 +33,6 @@ use tokio::sync::{mpsc, oneshot};
 
 mod commands;
 mod events;
-
-/// Unwritten output above which the driver stops reading and taking
-/// commands (the output high-water mark): 1 MiB.
-pub(crate) const HIGH_WATER: usize = 1024 * 1024;
 
 /// Links the peer opened that the application has not taken yet; more are
 /// refused with `amqp:resource-limit-exceeded`.
@@ -253,7 +250,8 @@ impl Driver {
                 let _ = wr.shutdown().await;
                 return Ok(());
             }
-            let congested = wbuf.len() + self.engine.pending_output() >= HIGH_WATER;
+            let high_water = self.engine.config().output_high_water;
+            let congested = wbuf.len() + self.engine.pending_output() >= high_water;
             let deadline = self.engine.poll_timeout();
             let sleep = async {
                 match deadline {
@@ -291,7 +289,7 @@ impl Driver {
                             // Take what is already queued, up to the
                             // high-water mark: one write for all.
                             for _ in 0..1024 {
-                                if self.engine.pending_output() >= HIGH_WATER {
+                                if self.engine.pending_output() >= high_water {
                                     break;
                                 }
                                 match self.commands.try_recv() {
