@@ -303,11 +303,13 @@ impl Connection {
             properties: options.properties.clone(),
             ..Default::default()
         };
-        let Attached { link, remote, .. } = self.attach(session, attach, None, 0).await?;
+        // The channel only reports the link's detach (a sender receives nothing).
+        let (tx, rx) = mpsc::unbounded_channel();
+        let Attached { link, remote, .. } = self.attach(session, attach, Some(tx), 0).await?;
         let max = options
             .max_in_flight
             .unwrap_or(self.defaults().max_in_flight);
-        Ok(Sender::new(self.clone(), link, remote, options, max))
+        Ok(Sender::new(self.clone(), link, remote, options, max, rx))
     }
 
     pub(crate) async fn attach_receiver(

@@ -101,10 +101,12 @@ impl IncomingLink {
         };
         let mut remote = self.attach.clone();
         remote.source = attach.source.clone();
+        // The channel only reports the link's detach (a sender receives nothing).
+        let (tx, rx) = mpsc::unbounded_channel();
         self.conn.send_command(Command::AcceptLink {
             link: self.link,
             attach: Box::new(attach),
-            sink: None,
+            sink: Some(tx),
             credit: 0,
         })?;
         let settled = self.attach.snd_settle_mode == SndSettleMode::Settled;
@@ -119,6 +121,7 @@ impl IncomingLink {
             remote,
             options,
             max,
+            rx,
         ))
     }
 

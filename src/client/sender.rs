@@ -3,6 +3,7 @@
 //! credit; at most `max_in_flight` are unsettled at once.
 
 use super::connection::Connection;
+use super::driver::RecvItem;
 use super::link_options::{DeliveryMode, SenderOptions};
 use super::outcome::Outcome;
 use super::window::Window;
@@ -16,9 +17,9 @@ use futures::stream::FuturesUnordered;
 use futures::{Sink, Stream};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 type OutcomeRx = oneshot::Receiver<Result<Outcome, Error>>;
 
@@ -34,6 +35,7 @@ pub struct Sender {
     remote: Arc<Attach>,
     address: Option<String>,
     window: Arc<Window>,
+    detach: Arc<DetachSignal>,
     sink_pending: FuturesUnordered<OutcomeRx>,
     sink_error: Option<Error>,
     /// This handle holds an in-flight slot reserved by `poll_ready`.
@@ -49,6 +51,13 @@ impl Drop for Sender {
     }
 }
 
+/// The link's detach as the driver reports it, shared by a sender's clones.
+#[derive(Debug)]
+struct DetachSignal {
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<RecvItem>>,
+    error: OnceLock<Error>,
+}
+
 impl Clone for Sender {
     fn clone(&self) -> Self {
         Sender {
@@ -57,6 +66,7 @@ impl Clone for Sender {
             remote: self.remote.clone(),
             address: self.address.clone(),
             window: self.window.clone(),
+            detach: self.detach.clone(),
             sink_pending: FuturesUnordered::new(),
             sink_error: None,
             reserved: false,
@@ -71,6 +81,7 @@ impl Sender {
         remote: Box<Attach>,
         options: SenderOptions,
         max_in_flight: usize,
+        detach: mpsc::UnboundedReceiver<RecvItem>,
     ) -> Self {
         let settled = options.mode == DeliveryMode::AtMostOnce;
         let window = Window::new(max_in_flight, link, settled, conn.inner.tx.clone());
@@ -80,6 +91,10 @@ impl Sender {
             remote: Arc::from(remote),
             address: options.target.address.clone(),
             window,
+            detach: Arc::new(DetachSignal {
+                rx: tokio::sync::Mutex::new(detach),
+                error: OnceLock::new(),
+            }),
             sink_pending: FuturesUnordered::new(),
             sink_error: None,
             reserved: false,
@@ -160,6 +175,28 @@ impl Sender {
     /// subscription or queue stays).
     pub async fn detach(&self) -> Result<(), Error> {
         self.conn.detach_and_wait(self.link, false, None).await
+    }
+
+    /// Resolves when the link is detached, by the peer or by us, or its
+    /// connection ends, with the reason (the peer's condition and
+    /// description if it gave one). A broker uses it to forget a consumer
+    /// that went away while it had nothing to send it. Every clone sees it.
+    pub async fn detached(&self) -> Error {
+        if let Some(e) = self.detach.error.get() {
+            return e.clone();
+        }
+        let mut rx = self.detach.rx.lock().await;
+        if let Some(e) = self.detach.error.get() {
+            return e.clone();
+        }
+        let error = loop {
+            match rx.recv().await {
+                Some(RecvItem::Detached(e)) => break e,
+                Some(_) => continue,
+                None => break self.conn.closed_error(),
+            }
+        };
+        self.detach.error.get_or_init(|| error).clone()
     }
 
     /// Closes the link with an error condition and description.
