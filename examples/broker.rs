@@ -11,23 +11,31 @@
 //!   modified ones go back to their place in the queue and are redelivered
 //!   (modified with `delivery-failed` counts a failed delivery). Messages in
 //!   flight to a consumer that goes away go back to the queue too.
-//! - A receiver with a dynamic source gets a new reply queue.
+//! - A receiver with a dynamic source gets a new reply queue, deleted (with
+//!   what it holds) as soon as that receiver detaches; its address is then
+//!   refused with `amqp:not-found`.
 //! - A receiver with `distribution-mode` `copy` browses: it sees the
 //!   messages without taking them.
 //! - A sender without a target address (anonymous relay) routes each
 //!   message by its `to`.
+//! - Bounded queues: a queue holds at most `--max-queue-depth` messages and
+//!   `--max-queue-bytes` bytes (those in flight to consumers included).
+//!   Producers get credit only while their queue has room, so a full queue
+//!   stops them (backpressure: nothing is rejected or dropped); credit
+//!   resumes when the queue drains below 90% of both limits.
+//! - A queue that is empty and has no links for `--queue-idle-timeout-ms`
+//!   is deleted and its task ends.
 //!
 //! Messages are forwarded as the bytes they arrived in
 //! (`Delivery::payload` to `Sender::send_encoded`), never re-encoded: only a
 //! `modified` outcome, which changes the header or annotations, re-encodes.
 //!
-//! Options: `-a HOST:PORT` (default `localhost:5672`; port 0 picks a free
-//! one), `--handshake-timeout-ms N` (default 10000), `--prefetch N`
-//! (messages in flight per consumer, default 64), `--credit N` (credit
-//! window of the links that send to us, default 100). Prints
-//! `Listening on ADDR` once ready.
+//! Prints `Listening on ADDR` once ready and `Deleted queue NAME` when it
+//! deletes one. `--help` lists the options and their defaults.
 
-use aqueduct::{Connection, IncomingEndpoint, ListenOptions, Message, Outcome, ReceiverOptions};
+use aqueduct::{
+    Connection, IncomingEndpoint, ListenOptions, Message, Outcome, Receiver, ReceiverOptions,
+};
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -37,47 +45,159 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+
+const USAGE: &str = "\
+usage: broker [options]
+  -a HOST:PORT                 address to listen on (default localhost:5672; port 0 picks one)
+  --handshake-timeout-ms N     time a client has to open its connection (default 10000)
+  --prefetch N                 messages in flight per consumer (default 64)
+  --credit N                   credit window of the links that send to us (default 100)
+  --max-queue-depth N          messages a queue holds before its producers get no credit
+                               (default 100000)
+  --max-queue-bytes N          bytes a queue holds before its producers get no credit
+                               (default 268435456, 256 MiB)
+  --queue-idle-timeout-ms N    delete a queue that is empty and has no links for this long
+                               (default 60000)
+A full queue gives its producers credit again once it is below 90% of both limits.";
 
 enum Cmd {
-    /// An encoded message.
+    /// An encoded message (already counted in the queue's depth).
     Publish(Bytes),
     Subscribe {
         id: u64,
         sender: aqueduct::Sender,
         browse: bool,
+        /// The consumer's hold on the queue.
+        queue: Arc<QueueRef>,
     },
-    Unsubscribe(u64),
 }
 
-type QueueTx = mpsc::UnboundedSender<Cmd>;
+/// A queue as its links see it. Every link holds one (the broker's map
+/// too): a queue with no other holder has no links.
+struct QueueRef {
+    tx: mpsc::UnboundedSender<Cmd>,
+    depth: Arc<Depth>,
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    messages: usize,
+    bytes: usize,
+}
+
+/// What a queue holds, counted by the links that publish and the queue
+/// task that hands messages out.
+struct Depth {
+    limits: Limits,
+    level: Mutex<Level>,
+    /// Signalled when a full queue drains below the low-water mark.
+    drained: Notify,
+}
+
+#[derive(Default)]
+struct Level {
+    messages: usize,
+    bytes: usize,
+    full: bool,
+}
+
+impl Depth {
+    fn add(&self, bytes: usize) {
+        let mut l = self.level.lock().unwrap();
+        l.messages += 1;
+        l.bytes += bytes;
+        l.full |= l.messages >= self.limits.messages || l.bytes >= self.limits.bytes;
+    }
+
+    fn remove(&self, bytes: usize) {
+        let mut l = self.level.lock().unwrap();
+        l.messages -= 1;
+        l.bytes -= bytes;
+        let low = |n: usize| n / 10 * 9;
+        if l.full && l.messages < low(self.limits.messages) && l.bytes < low(self.limits.bytes) {
+            l.full = false;
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// How many more messages the queue takes; waits while it is full.
+    async fn room(&self) -> usize {
+        loop {
+            let drained = self.drained.notified();
+            {
+                let l = self.level.lock().unwrap();
+                if !l.full {
+                    return self.limits.messages.saturating_sub(l.messages);
+                }
+            }
+            drained.await;
+        }
+    }
+}
 
 struct Broker {
-    queues: Mutex<HashMap<String, QueueTx>>,
+    queues: Mutex<HashMap<String, Arc<QueueRef>>>,
     ids: AtomicU64,
     prefetch: usize,
     credit: u32,
+    limits: Limits,
+    idle: Duration,
 }
 
+const DYNAMIC: &str = "dynamic-";
+
 impl Broker {
-    /// The queue of `address`, created (with its task) if missing.
-    fn queue(self: &Arc<Self>, address: &str, dynamic: bool) -> QueueTx {
+    /// The queue of `address`, created (with its task) if missing; `None`
+    /// for a dynamic queue that is gone.
+    fn queue(self: &Arc<Self>, address: &str) -> Option<Arc<QueueRef>> {
         let mut queues = self.queues.lock().unwrap();
         if let Some(q) = queues.get(address) {
-            return q.clone();
+            return Some(q.clone());
         }
+        if address.starts_with(DYNAMIC) {
+            return None;
+        }
+        Some(self.create(&mut queues, address.to_string(), false))
+    }
+
+    /// A new dynamic queue: its address and the queue.
+    fn dynamic_queue(self: &Arc<Self>) -> (String, Arc<QueueRef>) {
+        let address = format!("{DYNAMIC}{}", uuid::Uuid::new_v4());
+        let mut queues = self.queues.lock().unwrap();
+        let q = self.create(&mut queues, address.clone(), true);
+        (address, q)
+    }
+
+    fn create(
+        self: &Arc<Self>,
+        queues: &mut HashMap<String, Arc<QueueRef>>,
+        name: String,
+        dynamic: bool,
+    ) -> Arc<QueueRef> {
         let (tx, rx) = mpsc::unbounded_channel();
-        queues.insert(address.to_string(), tx.clone());
+        let depth = Arc::new(Depth {
+            limits: self.limits,
+            level: Mutex::default(),
+            drained: Notify::new(),
+        });
+        let q = Arc::new(QueueRef {
+            tx,
+            depth: depth.clone(),
+        });
+        queues.insert(name.clone(), q.clone());
         let queue = Queue {
+            name,
+            dynamic,
+            broker: self.clone(),
+            depth,
             messages: VecDeque::new(),
             next_seq: 0,
             consumers: Vec::new(),
             next: 0,
-            prefetch: self.prefetch,
         };
-        let broker = dynamic.then(|| (self.clone(), address.to_string()));
-        tokio::spawn(queue.run(rx, broker));
-        tx
+        tokio::spawn(queue.run(rx));
+        q
     }
 }
 
@@ -88,6 +208,7 @@ struct Consumer {
     in_flight: usize,
     /// For a browser: the sequence number of the next message it sees.
     cursor: u64,
+    _queue: Arc<QueueRef>,
 }
 
 /// A send in flight: consumer, sequence number, our copy of the message
@@ -95,50 +216,86 @@ struct Consumer {
 type InFlight = BoxFuture<'static, (u64, u64, Option<Bytes>, aqueduct::Result<Outcome>)>;
 
 struct Queue {
+    name: String,
+    dynamic: bool,
+    broker: Arc<Broker>,
+    depth: Arc<Depth>,
     /// Encoded messages by sequence number, in order.
     messages: VecDeque<(u64, Bytes)>,
     next_seq: u64,
     consumers: Vec<Consumer>,
     /// Round-robin position among the consumers.
     next: usize,
-    prefetch: usize,
 }
 
 impl Queue {
-    async fn run(
-        mut self,
-        mut rx: mpsc::UnboundedReceiver<Cmd>,
-        dynamic: Option<(Arc<Broker>, String)>,
-    ) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let mut in_flight = FuturesUnordered::<InFlight>::new();
+        // Consumers whose link went away, by id.
+        let mut detached = FuturesUnordered::<BoxFuture<'static, u64>>::new();
         loop {
             self.dispatch(&mut in_flight);
+            let idle = self.consumers.is_empty() && self.messages.is_empty();
             tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(Cmd::Publish(m)) => {
+                Some(cmd) = rx.recv() => match cmd {
+                    Cmd::Publish(m) => {
                         self.messages.push_back((self.next_seq, m));
                         self.next_seq += 1;
                     }
-                    Some(Cmd::Subscribe { id, sender, browse }) => self.consumers.push(Consumer {
-                        id, sender, browse, in_flight: 0, cursor: 0,
-                    }),
-                    Some(Cmd::Unsubscribe(id)) => {
-                        self.consumers.retain(|c| c.id != id);
-                        if self.consumers.is_empty() {
-                            if let Some((broker, name)) = &dynamic {
-                                // A dynamic queue lives as long as its consumer.
-                                broker.queues.lock().unwrap().remove(name);
-                                return;
-                            }
-                        }
+                    Cmd::Subscribe { id, sender, browse, queue } => {
+                        let s = sender.clone();
+                        detached.push(Box::pin(async move { s.detached().await; id }));
+                        self.consumers.push(Consumer {
+                            id, sender, browse, in_flight: 0, cursor: 0, _queue: queue,
+                        });
                     }
-                    None => return,
                 },
                 Some((id, seq, copy, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                     self.settled(id, seq, copy, outcome);
                 }
+                Some(id) = detached.next(), if !detached.is_empty() => {
+                    if let Some(i) = self.consumers.iter().position(|c| c.id == id) {
+                        self.remove(i);
+                    }
+                }
+                _ = tokio::time::sleep(self.broker.idle), if idle && in_flight.is_empty() => {
+                    if self.delete_if_unused() {
+                        return;
+                    }
+                }
+                else => return, // no sender left: the broker is gone
+            }
+            if self.dynamic && self.consumers.is_empty() {
+                // A dynamic queue lives as long as its consumer.
+                self.delete();
+                return;
             }
         }
+    }
+
+    /// Deletes the queue if it is empty and no link holds it.
+    fn delete_if_unused(&self) -> bool {
+        let mut queues = self.broker.queues.lock().unwrap();
+        let Some(q) = queues.get(&self.name) else {
+            return true;
+        };
+        // Publishers count a message in before they send it, and links
+        // take their hold on the queue under the map's lock.
+        let empty = self.depth.level.lock().unwrap().messages == 0;
+        if !empty || Arc::strong_count(q) > 1 {
+            return false;
+        }
+        queues.remove(&self.name);
+        println!("Deleted queue {}", self.name);
+        true
+    }
+
+    fn delete(&self) {
+        self.broker.queues.lock().unwrap().remove(&self.name);
+        println!("Deleted queue {}", self.name);
+        // Producers waiting for room get credit, and `not-found` for what they send.
+        self.depth.level.lock().unwrap().full = false;
+        self.depth.drained.notify_waiters();
     }
 
     fn settled(
@@ -148,43 +305,44 @@ impl Queue {
         copy: Option<Bytes>,
         outcome: aqueduct::Result<Outcome>,
     ) {
-        let consumer = self.consumers.iter().position(|c| c.id == id);
-        if let Some(i) = consumer {
+        if let Some(i) = self.consumers.iter().position(|c| c.id == id) {
             self.consumers[i].in_flight -= 1;
+            if outcome.is_err() {
+                self.remove(i); // its link or connection is gone
+            }
         }
+        let Some(copy) = copy else {
+            return; // a browser's: the queue still has it
+        };
         let requeue = match outcome {
-            Ok(Outcome::Released) => copy,
+            Ok(Outcome::Released) => Some(copy.clone()),
             Ok(Outcome::Modified {
                 delivery_failed,
                 message_annotations,
                 ..
-            }) => copy.map(|bytes| {
+            }) => Some(match Message::decode(copy.clone()) {
                 // The one case that re-encodes: the message changes.
-                let Ok(mut m) = Message::decode(bytes.clone()) else {
-                    return bytes;
-                };
-                if delivery_failed {
-                    m.set_delivery_count(m.delivery_count() + 1);
-                }
-                for (k, v) in message_annotations.into_iter().flat_map(|m| m.0) {
-                    if let aqueduct::types::Value::Symbol(k) = k {
-                        m.set_message_annotation(k, v);
+                Ok(mut m) => {
+                    if delivery_failed {
+                        m.set_delivery_count(m.delivery_count() + 1);
                     }
+                    for (k, v) in message_annotations.into_iter().flat_map(|m| m.0) {
+                        if let aqueduct::types::Value::Symbol(k) = k {
+                            m.set_message_annotation(k, v);
+                        }
+                    }
+                    let mut buf = BytesMut::with_capacity(m.encoded_len());
+                    m.encode(&mut buf);
+                    buf.freeze()
                 }
-                let mut buf = BytesMut::with_capacity(m.encoded_len());
-                m.encode(&mut buf);
-                buf.freeze()
+                Err(_) => copy.clone(),
             }),
             Ok(_) => None, // accepted, rejected or presettled: done with it
-            Err(_) => {
-                // The link or connection is gone: so is the consumer.
-                if let Some(i) = consumer {
-                    self.remove(i);
-                }
-                copy
-            }
+            Err(_) => Some(copy.clone()),
         };
+        self.depth.remove(copy.len());
         if let Some(m) = requeue {
+            self.depth.add(m.len());
             let pos = self.messages.partition_point(|(s, _)| *s < seq);
             self.messages.insert(pos, (seq, m));
         }
@@ -198,17 +356,10 @@ impl Queue {
     }
 
     fn dispatch(&mut self, in_flight: &mut FuturesUnordered<InFlight>) {
-        // Forget consumers whose connection has ended.
-        while let Some(i) = self
-            .consumers
-            .iter()
-            .position(|c| c.sender.connection().error().is_some())
-        {
-            self.remove(i);
-        }
+        let prefetch = self.broker.prefetch;
         // Browsers see what is queued without taking it.
         for c in self.consumers.iter_mut().filter(|c| c.browse) {
-            while c.in_flight < self.prefetch {
+            while c.in_flight < prefetch {
                 let pos = self.messages.partition_point(|(s, _)| *s < c.cursor);
                 let Some((seq, m)) = self.messages.get(pos) else {
                     break;
@@ -222,9 +373,10 @@ impl Queue {
         // Then each message to one consumer with room, round robin.
         let n = self.consumers.len();
         while !self.messages.is_empty() {
-            let Some(i) = (0..n).map(|k| (self.next + k) % n).find(|&i| {
-                !self.consumers[i].browse && self.consumers[i].in_flight < self.prefetch
-            }) else {
+            let Some(i) = (0..n)
+                .map(|k| (self.next + k) % n)
+                .find(|&i| !self.consumers[i].browse && self.consumers[i].in_flight < prefetch)
+            else {
                 break;
             };
             self.next = i + 1;
@@ -237,72 +389,128 @@ impl Queue {
     }
 }
 
+/// Takes what a producer sends to the queue of its target or, for an
+/// anonymous relay, of each message's `to`. Credit is granted while that
+/// queue has room (for an anonymous relay: the queue it sent to last).
+async fn publish(broker: Arc<Broker>, mut receiver: Receiver, target: Option<Arc<QueueRef>>) {
+    let window = broker.credit as usize;
+    let mut credit = 0; // what the producer may still send
+    let mut top_up = true; // false after a grant, until the next delivery
+    let mut last: Option<(String, Arc<QueueRef>)> = None;
+    loop {
+        let queue = target.as_ref().or(last.as_ref().map(|(_, q)| q));
+        let room = async {
+            match queue {
+                Some(q) => q.depth.room().await,
+                None => window,
+            }
+        };
+        let delivery = tokio::select! {
+            room = room, if top_up && credit <= window / 2 => {
+                let grant = room.min(window).saturating_sub(credit);
+                if grant > 0 && receiver.add_credit(grant as u32).is_err() {
+                    return;
+                }
+                credit += grant;
+                top_up = false;
+                continue;
+            }
+            d = receiver.next() => d,
+        };
+        let Some(delivery) = delivery else { return };
+        (credit, top_up) = (credit.saturating_sub(1), true);
+        let Ok(delivery) = delivery else { continue }; // undecodable: rejected
+        let q = match &target {
+            Some(q) => q,
+            None => {
+                let Some(to) = delivery.message().to() else {
+                    let _ = delivery
+                        .reject("amqp:precondition-failed", "no address")
+                        .await;
+                    continue;
+                };
+                if last.as_ref().is_none_or(|(a, _)| a != to) {
+                    last = broker.queue(to).map(|q| (to.to_string(), q));
+                }
+                match &last {
+                    Some((_, q)) => q,
+                    None => {
+                        let _ = delivery.reject("amqp:not-found", "no such queue").await;
+                        continue;
+                    }
+                }
+            }
+        };
+        // Queued as it arrived; dropping the delivery accepts it.
+        let payload = delivery.payload().clone();
+        q.depth.add(payload.len());
+        if q.tx.send(Cmd::Publish(payload)).is_err() {
+            // A dynamic queue deleted with its consumer.
+            let _ = delivery.reject("amqp:not-found", "the queue is gone").await;
+        }
+    }
+}
+
 /// Serves one connection: what the peer sends goes to queues; what it
 /// receives comes from them.
 async fn serve(broker: Arc<Broker>, conn: Connection) {
-    let mut subscriptions: Vec<(u64, QueueTx)> = Vec::new();
     while let Some(endpoint) = conn.next_incoming().await {
         let IncomingEndpoint::Link(link) = endpoint else {
             continue; // sessions are accepted by themselves
         };
         if link.is_sender() {
             // The peer sends: to the target's queue, or by each message's `to`.
-            let address = link.address().map(str::to_string);
-            let opts = ReceiverOptions::default().credit_window(broker.credit);
-            let Ok(mut receiver) = link.accept_receiver(None, opts) else {
+            let target = match link.address() {
+                None => None,
+                Some(a) => match broker.queue(a) {
+                    Some(q) => Some(q),
+                    None => {
+                        link.refuse("amqp:not-found", "no such queue");
+                        continue;
+                    }
+                },
+            };
+            // Credit is ours to grant (see `publish`).
+            let opts = ReceiverOptions::default().credit_window(0);
+            let Ok(receiver) = link.accept_receiver(None, opts) else {
                 break;
             };
-            let broker = broker.clone();
-            tokio::spawn(async move {
-                let mut last: Option<(String, QueueTx)> = None;
-                while let Some(delivery) = receiver.next().await {
-                    let Ok(delivery) = delivery else { continue }; // undecodable: rejected
-                    let Some(to) = address.as_deref().or(delivery.message().to()) else {
-                        let _ = delivery
-                            .reject("amqp:precondition-failed", "no address")
-                            .await;
-                        continue;
-                    };
-                    if last.as_ref().is_none_or(|(a, _)| a != to) {
-                        last = Some((to.to_string(), broker.queue(to, false)));
-                    }
-                    let q = &last.as_ref().expect("set").1;
-                    // Queued as it arrived; dropping the delivery accepts it.
-                    let _ = q.send(Cmd::Publish(delivery.payload().clone()));
-                }
-            });
+            tokio::spawn(publish(broker.clone(), receiver, target));
         } else {
             // The peer receives: subscribe it to a queue.
             let dynamic = link.is_dynamic();
-            let address = if dynamic {
-                format!("dynamic-{}", uuid::Uuid::new_v4())
+            let (address, queue) = if dynamic {
+                broker.dynamic_queue()
             } else {
-                match link.address() {
-                    Some(a) => a.to_string(),
-                    None => {
-                        link.refuse("amqp:invalid-field", "a source address is required");
-                        continue;
-                    }
-                }
+                let Some(a) = link.address().map(str::to_string) else {
+                    link.refuse("amqp:invalid-field", "a source address is required");
+                    continue;
+                };
+                let Some(q) = broker.queue(&a) else {
+                    link.refuse("amqp:not-found", "no such queue");
+                    continue;
+                };
+                (a, q)
             };
             let browse = link
                 .source()
                 .and_then(|s| s.distribution_mode.as_ref())
                 .is_some_and(|m| m.as_str() == "copy");
-            let q = broker.queue(&address, dynamic);
-            let Ok(sender) = link.accept_sender(dynamic.then(|| address.clone())) else {
+            let Ok(sender) = link.accept_sender(dynamic.then_some(address)) else {
                 break;
             };
             let id = broker.ids.fetch_add(1, Ordering::Relaxed);
-            let _ = q.send(Cmd::Subscribe { id, sender, browse });
-            subscriptions.push((id, q));
+            let tx = queue.tx.clone();
+            let _ = tx.send(Cmd::Subscribe {
+                id,
+                sender,
+                browse,
+                queue,
+            });
         }
     }
-    // The connection is gone: its consumers too (their messages in flight
-    // come back to the queues as their sends fail).
-    for (id, q) in subscriptions {
-        let _ = q.send(Cmd::Unsubscribe(id));
-    }
+    // The connection is gone: the queues see its consumers' links detach
+    // (their messages in flight come back), its producers' tasks end.
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
@@ -310,7 +518,7 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     match args.get(i + 1).map(|v| v.parse()) {
         Some(Ok(v)) => Some(v),
         _ => {
-            eprintln!("{name} needs a value");
+            eprintln!("{name} needs a value\n{USAGE}");
             std::process::exit(2);
         }
     }
@@ -319,6 +527,10 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 #[tokio::main]
 async fn main() -> Result<(), aqueduct::Error> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let address: String = arg(&args, "-a").unwrap_or_else(|| "localhost:5672".into());
     let handshake = Duration::from_millis(arg(&args, "--handshake-timeout-ms").unwrap_or(10_000));
     let broker = Arc::new(Broker {
@@ -326,6 +538,15 @@ async fn main() -> Result<(), aqueduct::Error> {
         ids: AtomicU64::new(0),
         prefetch: arg(&args, "--prefetch").unwrap_or(64usize).max(1),
         credit: arg(&args, "--credit").unwrap_or(100u32).max(1),
+        limits: Limits {
+            messages: arg(&args, "--max-queue-depth")
+                .unwrap_or(100_000usize)
+                .max(1),
+            bytes: arg(&args, "--max-queue-bytes")
+                .unwrap_or(256usize << 20)
+                .max(1),
+        },
+        idle: Duration::from_millis(arg(&args, "--queue-idle-timeout-ms").unwrap_or(60_000)),
     });
     let opts = ListenOptions::new(format!("amqp://{address}")).handshake_timeout(handshake);
     let mut listener = aqueduct::listen(opts).await?;
