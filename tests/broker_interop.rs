@@ -900,3 +900,158 @@ async fn modified_message_is_redelivered_with_its_count() {
     // Rejected: gone for good.
     assert!(timeout(Duration::from_millis(300), r.next()).await.is_err());
 }
+
+// ------------------------------------------------ bounded and deleted queues
+
+/// The next line of `proc` that satisfies `f` within `limit`, or `None`.
+async fn line_within(proc: &mut Proc, limit: Duration, f: impl Fn(&str) -> bool) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, proc.lines.recv()).await {
+            Ok(Some(line)) if f(&line) => return Some(line),
+            Ok(Some(line)) => proc.seen.push(line),
+            Ok(None) => panic!("{} exited; its output: {:?}", proc.name, proc.seen),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_stops_its_producer_and_loses_nothing() {
+    let broker = Broker::start(&["--max-queue-depth", "1000"]).await;
+    let conn = aqueduct::connect(broker.url()).await.unwrap();
+    let sender = conn.open_sender("bounded").await.unwrap();
+    const N: usize = 1500;
+    let mut sends: Vec<_> = (1..=N)
+        .map(|i| Box::pin(sender.send(i.to_string())))
+        .collect();
+    // The queue takes 1000 and has no consumer...
+    for (i, send) in sends.iter_mut().take(1000).enumerate() {
+        let outcome = timeout(Duration::from_secs(30), send)
+            .await
+            .unwrap_or_else(|_| panic!("send {} of the first 1000 timed out", i + 1));
+        assert_eq!(outcome.unwrap(), Outcome::Accepted);
+    }
+    // ... and gives no credit for the 1001st.
+    assert!(
+        timeout(Duration::from_secs(1), &mut sends[1000])
+            .await
+            .is_err(),
+        "the 1001st send into a full queue completed"
+    );
+    // A consumer drains it: every message once, in order; the producer's
+    // pending sends then complete.
+    let other = aqueduct::connect(broker.url()).await.unwrap();
+    let mut r = other.open_receiver("bounded").await.unwrap();
+    for i in 1..=N {
+        let d = timeout(T, r.next())
+            .await
+            .unwrap_or_else(|_| panic!("message {i} did not arrive"))
+            .expect("the stream goes on")
+            .unwrap();
+        assert_eq!(d.message().body().as_str(), Some(i.to_string().as_str()));
+    }
+    for (i, send) in sends.into_iter().enumerate().skip(1000) {
+        let outcome = timeout(T, send)
+            .await
+            .unwrap_or_else(|_| panic!("send {} still pending after the drain", i + 1));
+        assert_eq!(outcome.unwrap(), Outcome::Accepted);
+    }
+    assert!(
+        timeout(Duration::from_millis(300), r.next()).await.is_err(),
+        "a message came twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_full_of_bytes_stops_its_producer() {
+    // 1 KiB messages, 20 KB per queue, credit 10: about 20 fit, and at
+    // most one credit window more is on its way when the queue fills.
+    let broker = Broker::start(&["--max-queue-bytes", "20000", "--credit", "10"]).await;
+    let conn = aqueduct::connect(broker.url()).await.unwrap();
+    let sender = conn.open_sender("bytes").await.unwrap();
+    let body = "x".repeat(1024);
+    const N: usize = 60;
+    let mut sends: Vec<_> = (0..N)
+        .map(|i| {
+            let mut m = Message::from(body.as_str());
+            m.set_id(i as u64);
+            Box::pin(sender.send(m))
+        })
+        .collect();
+    for send in sends.iter_mut().take(19) {
+        assert!(timeout(T, send).await.unwrap().unwrap().is_accepted());
+    }
+    // Past the limit plus one window, a send waits for credit.
+    assert!(
+        timeout(Duration::from_secs(1), &mut sends[30])
+            .await
+            .is_err(),
+        "the 31st 1 KiB send into a 20 KB queue completed"
+    );
+    let mut r = conn.open_receiver("bytes").await.unwrap();
+    for i in 0..N as u64 {
+        let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(d.message().id(), Some(&aqueduct::MessageId::Ulong(i)));
+    }
+    for send in sends.into_iter().skip(19) {
+        assert!(timeout(T, send).await.unwrap().unwrap().is_accepted());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_queue_is_deleted_when_its_receiver_detaches() {
+    let mut broker = Broker::start(&[]).await;
+    let conn = aqueduct::connect(broker.url()).await.unwrap();
+    let mut replies = conn.open_dynamic_receiver().await.unwrap();
+    let address = replies.address().expect("a dynamic address").to_string();
+    let sender = conn.open_sender(address.as_str()).await.unwrap();
+    assert!(sender.send("reply").await.unwrap().is_accepted());
+    let d = timeout(T, replies.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(d.message().body().as_str(), Some("reply"));
+    drop(d);
+    replies.close().await.unwrap();
+    let deleted = format!("Deleted queue {address}");
+    broker._proc.wait_line(T, |l| l == deleted).await;
+    // The address is gone: attaching to it is refused, and a producer still
+    // attached to it has its messages rejected.
+    for err in [
+        conn.open_receiver(address.as_str()).await.map(|_| ()),
+        conn.open_sender(address.as_str()).await.map(|_| ()),
+    ] {
+        let e = err.expect_err("attach to a deleted dynamic queue");
+        assert_eq!(e.condition(), Some("amqp:not-found"), "{e}");
+    }
+    let outcome = timeout(T, sender.send("too late")).await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, Outcome::Rejected(_)),
+        "a message to a deleted queue: {outcome:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_empty_queue_is_deleted() {
+    let mut broker = Broker::start(&["--queue-idle-timeout-ms", "300"]).await;
+    let deleted = |l: &str| l == "Deleted queue idle";
+    let wait = Duration::from_millis(1500); // five idle timeouts
+    let conn = aqueduct::connect(broker.url()).await.unwrap();
+    let sender = conn.open_sender("idle").await.unwrap();
+    assert!(sender.send("kept").await.unwrap().is_accepted());
+    sender.close().await.unwrap();
+    // A queue that holds a message stays.
+    assert_eq!(line_within(&mut broker._proc, wait, deleted).await, None);
+    let mut r = conn.open_receiver("idle").await.unwrap();
+    let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(d.message().body().as_str(), Some("kept"));
+    d.accept().await.unwrap();
+    let producer = conn.open_sender("idle").await.unwrap();
+    r.close().await.unwrap();
+    // An empty queue with a producer attached stays.
+    assert_eq!(line_within(&mut broker._proc, wait, deleted).await, None);
+    // Empty with no links: deleted after the idle time.
+    producer.close().await.unwrap();
+    broker._proc.wait_line(T, deleted).await;
+    // The address works again (a new queue).
+    roundtrip(&broker, "idle").await;
+}
