@@ -270,7 +270,7 @@ async fn million_messages_with_connection_churn() {
     let results = loop {
         tokio::select! {
             r = &mut all => break r,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 let s = (t0.elapsed(), received.load(Ordering::Relaxed), broker.rss_kib());
                 println!("soak: {:>6.1} s {:>8} received, broker RSS {:>7} KiB", s.0.as_secs_f64(), s.1, s.2);
                 samples.push(s);
