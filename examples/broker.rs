@@ -22,7 +22,11 @@
 //!   `--max-queue-bytes` bytes (those in flight to consumers included).
 //!   Producers get credit only while their queue has room, so a full queue
 //!   stops them (backpressure: nothing is rejected or dropped); credit
-//!   resumes when the queue drains below 90% of both limits.
+//!   resumes when the queue drains below 90% of both limits. Credit already
+//!   granted is honoured, so a queue may pass its byte limit by one credit
+//!   window per producer, and its message limit by what several producers
+//!   were granted at once. An anonymous relay gets credit while the queue
+//!   it last sent to has room.
 //! - A queue that is empty and has no links for `--queue-idle-timeout-ms`
 //!   is deleted and its task ends.
 //!
@@ -114,7 +118,7 @@ impl Depth {
         let mut l = self.level.lock().unwrap();
         l.messages -= 1;
         l.bytes -= bytes;
-        let low = |n: usize| n / 10 * 9;
+        let low = |n: usize| n - n / 10; // 90%
         if l.full && l.messages < low(self.limits.messages) && l.bytes < low(self.limits.bytes) {
             l.full = false;
             self.drained.notify_waiters();

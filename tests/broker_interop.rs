@@ -1055,3 +1055,21 @@ async fn idle_empty_queue_is_deleted() {
     // The address works again (a new queue).
     roundtrip(&broker, "idle").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_of_one_message_passes_a_stream_through() {
+    // Full after each message, so every message waits for the one before
+    // it to be consumed: the credit resumes each time.
+    let broker = Broker::start(&["--max-queue-depth", "1"]).await;
+    let conn = aqueduct::connect(broker.url()).await.unwrap();
+    let sender = conn.open_sender("one").await.unwrap();
+    let sends: Vec<_> = (0..50).map(|i| sender.send(format!("o{i}"))).collect();
+    let mut r = conn.open_receiver("one").await.unwrap();
+    for i in 0..50 {
+        let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(d.message().body().as_str(), Some(format!("o{i}").as_str()));
+    }
+    for outcome in futures::future::join_all(sends).await {
+        assert!(outcome.unwrap().is_accepted());
+    }
+}
