@@ -7,9 +7,9 @@
 //! commands on ids the engine handed out (or stale ones), timeouts at a
 //! fuzzed virtual time, `take_output` and `poll_event`.
 //!
-//! Asserts: no panic; every `take_output` is under 4 MiB and every step
-//! raises fewer than 100,000 events (bounded output and event queues for
-//! an input of a few KiB).
+//! Asserts: no panic; every `take_output` and the output pending after
+//! every step are under 4 MiB, and every step raises fewer than 100,000
+//! events (bounded output and event queues for an input of a few KiB).
 //!
 //! Run (from the repository root):
 //!     RUSTC_BOOTSTRAP=1 cargo fuzz run engine -- -max_total_time=600
@@ -520,6 +520,12 @@ fuzz_target!(|data: &[u8]| {
             14 => drain_output(&mut conn, now),
             _ => drain_events(&mut conn, &mut ids),
         }
+        // Output waiting to be taken stays bounded too.
+        assert!(
+            conn.pending_output() < MAX_OUTPUT,
+            "{} bytes of output pending",
+            conn.pending_output()
+        );
         // The driver takes output and events every turn; so do we, mostly.
         if inp.u8() % 4 != 0 {
             drain_output(&mut conn, now);
