@@ -45,6 +45,17 @@ pub enum DecodeErrorKind {
         /// The configured limit.
         limit: usize,
     },
+    /// Decoding the input would allocate more than its budget,
+    /// [`Limits::alloc_ratio`](crate::types::Limits::alloc_ratio) times the
+    /// input length plus
+    /// [`Limits::alloc_floor`](crate::types::Limits::alloc_floor): valid
+    /// AMQP perhaps, but of values so small (such as a long list of nulls)
+    /// that decoding them costs far more memory than their encoding.
+    #[error("decoding needs more than its allocation budget of {limit} bytes")]
+    AllocationLimit {
+        /// The allocation budget of this decode, in bytes.
+        limit: usize,
+    },
     /// Compound values nested deeper than the configured limit.
     #[error("values nested deeper than {0} levels")]
     TooDeep(u32),

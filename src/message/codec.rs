@@ -7,7 +7,7 @@ use super::sections::{
     Properties,
 };
 use super::Message;
-use crate::types::{Decode, Decoder, Encode, Map, Value};
+use crate::types::{Decode, Decoder, Encode, Limits, Map, Value};
 use crate::{DecodeError, DecodeErrorKind};
 use bytes::{BufMut, Bytes};
 
@@ -138,8 +138,21 @@ impl Message {
     ///
     /// Binary data (data sections, binary values) borrows from `payload`
     /// without copying.
+    ///
+    /// Decoding allocates at most 16 times the payload's length plus 64 KiB
+    /// (the default [`Limits`]) and fails with
+    /// [`DecodeErrorKind::AllocationLimit`] beyond: a payload of many tiny
+    /// values (such as a list of a million nulls, one byte each on the wire
+    /// and 56 bytes each decoded) is refused. To accept such payloads, use
+    /// [`decode_with_limits`](Self::decode_with_limits).
     pub fn decode(payload: Bytes) -> Result<Message, DecodeError> {
-        let mut d = Decoder::new(payload);
+        Self::decode_with_limits(payload, Limits::default())
+    }
+
+    /// [`decode`](Self::decode) with other [`Limits`] than the defaults
+    /// (nesting depth, value size, allocation budget).
+    pub fn decode_with_limits(payload: Bytes, limits: Limits) -> Result<Message, DecodeError> {
+        let mut d = Decoder::with_limits(payload, limits);
         let mut msg = Message::default();
         let mut last_rank = 0u8;
         let mut last_code = 0u64;

@@ -5,6 +5,29 @@
 //! the buffer, so no allocation is sized by an untrusted field; compounds
 //! nest at most [`Limits::max_depth`] deep. Binary values borrow from the
 //! input `Bytes` instead of copying.
+//!
+//! # Memory
+//!
+//! Valid AMQP can still cost far more memory than its encoding: a list of
+//! nulls is one byte per item on the wire and a whole [`Value`] (56 bytes)
+//! decoded. So every decode has an allocation budget proportional to its
+//! input, [`Limits::alloc_ratio`] times the input length plus
+//! [`Limits::alloc_floor`] (by default 16 x input + 64 KiB), and fails with
+//! [`DecodeErrorKind::AllocationLimit`] before an allocation would exceed it.
+//! What is counted: the item slots of every list, map and array (counted in
+//! full before the `Vec` is allocated), each boxed described value, and the
+//! text of strings and symbols. Scalars and binaries (which borrow from the
+//! input) cost nothing. The check is one subtraction per compound or string,
+//! none per scalar.
+//!
+//! Counts are checked against the bytes left for them before anything is
+//! allocated: a list or map item takes at least one byte, an array element
+//! at least the width of its constructor. Array elements of a zero-width
+//! constructor (`null`, `true`, `false`, `uint0`, `ulong0`, `list0`) take no
+//! bytes at all, so such an array must end right after its constructor, and
+//! may declare at most one element per byte of the whole input (it then
+//! costs no more than a list of nulls as long as the input); the budget
+//! bounds the rest.
 
 use super::codes::*;
 use super::value::{Array, Described, Descriptor, Map, Symbol, Timestamp, Uuid, Value};
@@ -20,6 +43,14 @@ pub struct Limits {
     /// Largest size field accepted for a single value, in bytes.
     /// Default: 256 MiB.
     pub max_size: usize,
+    /// Bytes of decoded memory allowed per byte of input: one decode may
+    /// allocate at most `alloc_ratio * input length + alloc_floor` bytes
+    /// (see the [module docs](self#memory) for what is counted), and fails
+    /// with [`DecodeErrorKind::AllocationLimit`] beyond. Default: 16.
+    pub alloc_ratio: usize,
+    /// Bytes of decoded memory always allowed, whatever the input length,
+    /// so that small inputs of small values decode. Default: 64 KiB.
+    pub alloc_floor: usize,
 }
 
 impl Default for Limits {
@@ -27,7 +58,19 @@ impl Default for Limits {
         Limits {
             max_depth: 64,
             max_size: 256 * 1024 * 1024,
+            alloc_ratio: 16,
+            alloc_floor: 64 * 1024,
         }
+    }
+}
+
+impl Limits {
+    /// The allocation budget of one decode of `input_len` bytes:
+    /// `alloc_ratio * input_len + alloc_floor` (saturating).
+    pub fn alloc_budget(&self, input_len: usize) -> usize {
+        self.alloc_ratio
+            .saturating_mul(input_len)
+            .saturating_add(self.alloc_floor)
     }
 }
 
@@ -47,6 +90,8 @@ pub struct Decoder {
     end: usize,
     limits: Limits,
     depth: u32,
+    /// Bytes this decode may still allocate (see the module docs).
+    budget: usize,
 }
 
 type Result<T> = std::result::Result<T, DecodeError>;
@@ -74,7 +119,30 @@ impl Decoder {
             end,
             limits,
             depth: 0,
+            budget: limits.alloc_budget(end),
         }
+    }
+
+    /// Takes `bytes` from the allocation budget, or fails with
+    /// [`DecodeErrorKind::AllocationLimit`] if they are not left.
+    #[inline]
+    fn charge(&mut self, bytes: usize) -> Result<()> {
+        match self.budget.checked_sub(bytes) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => err(DecodeErrorKind::AllocationLimit {
+                limit: self.limits.alloc_budget(self.buf.len()),
+            }),
+        }
+    }
+
+    /// Charges the budget for `n` items of type `T` and allocates them.
+    #[inline]
+    fn alloc_vec<T>(&mut self, n: usize) -> Result<Vec<T>> {
+        self.charge(n.saturating_mul(std::mem::size_of::<T>()))?;
+        Ok(Vec::with_capacity(n))
     }
 
     /// Bytes not yet read.
@@ -254,6 +322,7 @@ impl Decoder {
             let descriptor = self.read_descriptor_body()?;
             let value = self.read_value()?;
             self.depth -= 1;
+            self.charge(std::mem::size_of::<Described>())?;
             return Ok(Value::Described(Box::new(Described { descriptor, value })));
         }
         self.read_body(code)
@@ -317,7 +386,12 @@ impl Decoder {
 
     fn read_string_body(&mut self, code: u8) -> Result<String> {
         let n = self.read_var_len(code, STR8)?;
-        match std::str::from_utf8(self.read_sized(n)?) {
+        self.check_size(n)?;
+        if n > self.remaining() {
+            return err(DecodeErrorKind::Truncated);
+        }
+        self.charge(n)?;
+        match std::str::from_utf8(self.take(n)?) {
             Ok(s) => Ok(s.to_owned()),
             Err(_) => err(DecodeErrorKind::InvalidUtf8),
         }
@@ -325,16 +399,19 @@ impl Decoder {
 
     fn read_symbol_body(&mut self, code: u8) -> Result<Symbol> {
         let n = self.read_var_len(code, SYM8)?;
+        let start = self.pos;
         let b = self.read_sized(n)?;
         if !b.is_ascii() {
             return err(DecodeErrorKind::InvalidSymbol);
         }
-        match std::str::from_utf8(b) {
-            Ok(s) => Ok(match well_known_symbol(s) {
-                Some(s) => Symbol::from_static(s),
-                None => Symbol::from(s.to_owned()),
-            }),
-            Err(_) => err(DecodeErrorKind::InvalidSymbol),
+        // ASCII is UTF-8.
+        if let Some(s) = std::str::from_utf8(b).ok().and_then(well_known_symbol) {
+            return Ok(Symbol::from_static(s));
+        }
+        self.charge(n)?;
+        match self.buf.get(start..self.pos).map(std::str::from_utf8) {
+            Some(Ok(s)) => Ok(Symbol::from(s.to_owned())),
+            _ => err(DecodeErrorKind::InvalidSymbol),
         }
     }
 
@@ -400,10 +477,11 @@ impl Decoder {
             LIST0 => Value::List(Vec::new()),
             LIST8 | LIST32 => {
                 let (outer, count) = self.read_compound(code, LIST8)?;
+                // Every item takes at least one byte.
                 if count > self.remaining() {
                     return err(DecodeErrorKind::InvalidLength);
                 }
-                let mut items = Vec::with_capacity(count);
+                let mut items = self.alloc_vec(count)?;
                 for _ in 0..count {
                     items.push(self.read_value()?);
                 }
@@ -415,7 +493,7 @@ impl Decoder {
                 if count % 2 != 0 || count > self.remaining() {
                     return err(DecodeErrorKind::InvalidLength);
                 }
-                let mut entries = Vec::with_capacity(count / 2);
+                let mut entries = self.alloc_vec(count / 2)?;
                 for _ in 0..count / 2 {
                     let k = self.read_value()?;
                     let v = self.read_value()?;
@@ -440,13 +518,20 @@ impl Decoder {
         if code == DESCRIBED {
             return err(DecodeErrorKind::InvalidConstructor(code));
         }
-        // Every element takes at least one byte, except those of zero-width
-        // constructors: bound their count by the array's size as well, so
-        // that a small input can't ask for a huge allocation.
-        if count > self.remaining().max(1) * 8 {
+        // The count is trusted only as far as the bytes left can hold that
+        // many elements (see the module docs).
+        let fits = match min_width(code) {
+            // Zero-width elements: nothing may follow the constructor, and
+            // at most one element per byte of the whole input.
+            Some(0) => self.is_empty() && count <= self.buf.len(),
+            Some(w) => count <= self.remaining() / w,
+            // Not a constructor: an error at the first element, if any.
+            None => true,
+        };
+        if !fits {
             return err(DecodeErrorKind::InvalidLength);
         }
-        let mut items = Vec::with_capacity(count.min(self.remaining()));
+        let mut items = self.alloc_vec(count)?;
         for _ in 0..count {
             items.push(self.read_body(code)?);
         }
@@ -540,6 +625,19 @@ well_known_symbols! {
     "amqp:link:message-size-exceeded",
     "amqp:link:redirect",
     "amqp:link:stolen",
+}
+
+/// The fewest bytes the body of a value with constructor `code` takes (0 for
+/// the zero-width constructors), or `None` if `code` is not a constructor.
+fn min_width(code: u8) -> Option<usize> {
+    match code {
+        VBIN8 | STR8 | SYM8 => Some(1),
+        VBIN32 | STR32 | SYM32 => Some(4),
+        // A size and a count.
+        LIST8 | MAP8 | ARRAY8 => Some(2),
+        LIST32 | MAP32 | ARRAY32 => Some(8),
+        c => fixed_width(c),
+    }
 }
 
 /// The widest format code of the type that `code` encodes.

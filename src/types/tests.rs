@@ -209,3 +209,84 @@ fn well_known_symbols_decode_without_allocating() {
     assert_eq!(s.as_str(), "x-y");
     assert!(!s.is_static());
 }
+
+#[test]
+fn array_counts_are_checked_against_the_element_width() {
+    // Three nulls: a zero-width array that ends after its constructor.
+    let v = dec(&[0xe0, 2, 3, 0x40]).unwrap();
+    assert_eq!(
+        v,
+        Value::Array(Array {
+            descriptor: None,
+            code: codes::NULL,
+            items: vec![Value::Null; 3],
+        })
+    );
+    // Zero-width elements followed by bytes nothing can account for.
+    let e = dec(&[0xe0, 3, 3, 0x40, 0x40]).unwrap_err();
+    assert_eq!(e.kind(), &DecodeErrorKind::InvalidLength);
+    // More zero-width elements than the input has bytes.
+    let e = dec(&[0xe0, 2, 200, 0x41]).unwrap_err();
+    assert_eq!(e.kind(), &DecodeErrorKind::InvalidLength);
+    // Two uints need eight bytes; four are there.
+    let e = dec(&[0xe0, 6, 2, 0x70, 0, 0, 0, 1]).unwrap_err();
+    assert_eq!(e.kind(), &DecodeErrorKind::InvalidLength);
+    // Three str8 need at least three bytes; two are there.
+    let e = dec(&[0xe0, 4, 3, 0xa1, 0, 0]).unwrap_err();
+    assert_eq!(e.kind(), &DecodeErrorKind::InvalidLength);
+}
+
+#[test]
+fn allocation_budget_is_proportional_to_the_input_and_configurable() {
+    // 2000 nulls: 2009 bytes of input, 2000 * 56 bytes of values, over the
+    // default 16 x input + 64 KiB.
+    let mut b = vec![0xd0];
+    b.extend_from_slice(&2004u32.to_be_bytes());
+    b.extend_from_slice(&2000u32.to_be_bytes());
+    b.resize(b.len() + 2000, 0x40);
+    let input = Bytes::from(b);
+    let e = Decoder::new(input.clone()).read_value().unwrap_err();
+    let limit = Limits::default().alloc_budget(input.len());
+    assert_eq!(limit, 16 * 2009 + 64 * 1024);
+    assert_eq!(e.kind(), &DecodeErrorKind::AllocationLimit { limit });
+    assert!(crate::Error::from(e)
+        .to_string()
+        .contains("allocation budget"));
+    // A larger ratio admits it.
+    let limits = Limits {
+        alloc_ratio: 64,
+        ..Limits::default()
+    };
+    let v = Decoder::with_limits(input, limits).read_value().unwrap();
+    assert_eq!(v.as_list().map(<[Value]>::len), Some(2000));
+
+    // Strings, symbols and described values are charged too: with no
+    // budget at all, only values that allocate nothing decode.
+    let none = Limits {
+        alloc_ratio: 0,
+        alloc_floor: 0,
+        ..Limits::default()
+    };
+    let d = |b: &'static [u8]| Decoder::with_limits(Bytes::from_static(b), none).read_value();
+    assert!(d(&[0x71, 0, 0, 0, 1]).is_ok());
+    assert!(d(&[0xa1, 0]).is_ok());
+    assert!(d(&[0xa3, 4, b'g', b'z', b'i', b'p']).is_ok(), "well-known symbol");
+    assert!(d(&[0x45]).is_ok());
+    for b in [
+        &[0xa1, 1, b'x'][..],
+        &[0xa3, 1, b'x'],
+        &[0x00, 0x44, 0x40],
+        &[0xc0, 2, 1, 0x40],
+        &[0xc1, 3, 2, 0x40, 0x40],
+        &[0xe0, 2, 1, 0x40],
+    ] {
+        let e = Decoder::with_limits(Bytes::copy_from_slice(b), none)
+            .read_value()
+            .unwrap_err();
+        assert_eq!(
+            e.kind(),
+            &DecodeErrorKind::AllocationLimit { limit: 0 },
+            "{b:x?}"
+        );
+    }
+}
