@@ -149,6 +149,33 @@ impl Message {
         Self::decode_with_limits(payload, Limits::default())
     }
 
+    /// Decodes only the properties section of an encoded message (`None` if
+    /// it has none): what a router needs to route a message by its `to`
+    /// without decoding the rest. The sections before it (header and
+    /// annotations) are skipped, checked only for well-formedness; the
+    /// sections after it (application properties, body, footer) are not
+    /// read at all.
+    pub fn decode_properties(payload: &Bytes) -> Result<Option<Properties>, DecodeError> {
+        let mut d = Decoder::new(payload.clone());
+        let mut last_rank = 0u8;
+        while !d.is_empty() {
+            let code = read_section_code(&mut d)?;
+            let r = rank(code);
+            if r <= last_rank {
+                return Err(out_of_order(code));
+            }
+            last_rank = r;
+            match code {
+                Header::CODE | DeliveryAnnotations::CODE | MessageAnnotations::CODE => {
+                    d.skip_value()?
+                }
+                Properties::CODE => return Properties::decode_fields(&mut d).map(Some),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
     /// [`decode`](Self::decode) with other [`Limits`] than the defaults
     /// (nesting depth, value size, allocation budget).
     pub fn decode_with_limits(payload: Bytes, limits: Limits) -> Result<Message, DecodeError> {

@@ -550,3 +550,31 @@ fn setters_replace_and_clear() {
     assert_eq!(m.body().as_bytes(), Some(&[1u8][..]));
     round_trip(&m);
 }
+
+#[test]
+fn decode_properties_reads_only_the_properties() {
+    let m = Message::builder()
+        .durable(true)
+        .message_annotation("x-opt-a", 1i64)
+        .to("queue/a")
+        .application_property("k", 1i32)
+        .body("text")
+        .build();
+    let mut b = Vec::new();
+    m.encode(&mut b);
+    let props = Message::decode_properties(&Bytes::from(b.clone())).unwrap();
+    assert_eq!(props.unwrap().to.as_deref(), Some("queue/a"));
+    // The body is not read: a malformed one does not matter.
+    let n = b.len();
+    b[n - 3] = 0xff;
+    assert!(Message::decode(Bytes::from(b.clone())).is_err());
+    assert!(Message::decode_properties(&Bytes::from(b)).is_ok());
+    // No properties section.
+    let mut b = Vec::new();
+    Message::from("x").encode(&mut b);
+    assert_eq!(Message::decode_properties(&Bytes::from(b)).unwrap(), None);
+    assert_eq!(Message::decode_properties(&Bytes::new()).unwrap(), None);
+    // A malformed section before the properties is an error.
+    let e = Message::decode_properties(&Bytes::from_static(&[0x00, 0x53, 0x70, 0xc0, 9]));
+    assert!(e.is_err());
+}
