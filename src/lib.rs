@@ -17,7 +17,7 @@
 //! let mut receiver = conn.open_receiver("jobs").await?;
 //! while let Some(delivery) = receiver.next().await {
 //!     let delivery = delivery?;
-//!     println!("{}", delivery.message().body());
+//!     println!("{}", delivery.message()?.body());
 //!     delivery.accept().await?;
 //! }
 //! # Ok(())

@@ -114,7 +114,10 @@ fn decoding_allocates_at_most_a_small_multiple_of_the_input() {
     let n = 20_000_000;
     let nulls = amqp_value(&list32(n, &vec![0x40; n as usize]));
     let r = check_message("20 MB list of nulls", nulls);
-    expect(r.as_ref().is_err_and(is_over_budget), format!("20 MB of nulls: {r:?}"));
+    expect(
+        r.as_ref().is_err_and(is_over_budget),
+        format!("20 MB of nulls: {r:?}"),
+    );
 
     // 2. A 4 MB array whose zero-width elements (null, true, false, uint0,
     // ulong0, list0) declare eight elements per byte of the array, followed

@@ -3,7 +3,7 @@
 
 use super::connection::Connection;
 use super::driver::{Command, RecvItem, Reply};
-use crate::error::{Error, ErrorKind};
+use crate::error::{DecodeError, Error, ErrorKind};
 use crate::frame::{AmqpError, Attach, DeliveryState, Modified, Rejected};
 use crate::message::Message;
 use crate::proto::{DeliveryId, LinkId};
@@ -13,6 +13,7 @@ use futures::Stream;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 
@@ -176,32 +177,13 @@ impl Receiver {
                     });
                     self.consumed = 0;
                 }
-                match Message::decode(payload.clone()) {
-                    Ok(message) => Some(Ok(Delivery {
-                        message,
-                        payload,
-                        tag,
-                        remote_settled: settled,
-                        handle: (!settled).then(|| self.settle_handle(id)),
-                    })),
-                    Err(e) => {
-                        let err = Error::from(e);
-                        if !settled {
-                            let state = DeliveryState::Rejected(Rejected {
-                                error: Some(AmqpError::new(
-                                    crate::frame::condition::DECODE_ERROR,
-                                    err.description().unwrap_or("malformed message").to_string(),
-                                )),
-                            });
-                            let _ = self.conn.send_command(Command::Settle {
-                                delivery: id,
-                                state: Some(state),
-                                reply: None,
-                            });
-                        }
-                        Some(Err(err))
-                    }
-                }
+                Some(Ok(Delivery {
+                    decoded: OnceLock::new(),
+                    payload,
+                    tag,
+                    remote_settled: settled,
+                    handle: (!settled).then(|| self.settle_handle(id)),
+                }))
             }
             RecvItem::Drained => None,
             RecvItem::Detached(e) => {
@@ -324,9 +306,30 @@ impl Drop for SettleHandle {
 /// another task. **Dropping an unsettled delivery settles it**: accepted
 /// if the receiver auto-accepts (the default, like Proton's auto_accept),
 /// else released, so the message is redelivered rather than lost.
+///
+/// # Lazy decoding
+///
+/// A delivery holds the message as it was encoded on the wire
+/// ([`payload`](Self::payload)) and decodes it only when first asked
+/// ([`message`](Self::message), [`into_message`](Self::into_message)), once;
+/// an application that forwards the bytes (a broker, a bridge) never decodes
+/// message bodies at all.
+///
+/// Decoding can fail: the payload may be malformed, or may cost more memory
+/// to decode than its [allocation budget](crate::types::Limits) allows
+/// (16 times its length plus 64 KiB). Such a delivery is still yielded by
+/// the [`Receiver`] stream (which goes on with the next one), and
+/// [`message`](Self::message) returns an [`Error`] of kind
+/// [`ErrorKind::Decode`] with the condition `amqp:decode-error`. Settle it
+/// yourself (typically [`reject`](Self::reject) with that condition); if
+/// you drop it unsettled after decoding failed, it is **rejected** with
+/// `amqp:decode-error` whatever the receiver's auto-accept setting, since
+/// redelivering it could not help. To decode with other limits, use
+/// [`Message::decode_with_limits`] on the [`payload`](Self::payload).
 #[derive(Debug)]
 pub struct Delivery {
-    message: Message,
+    /// The decoded message or the decode error, once asked for.
+    decoded: OnceLock<Result<Message, DecodeError>>,
     payload: Bytes,
     tag: Bytes,
     remote_settled: bool,
@@ -334,20 +337,41 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// The message.
-    pub fn message(&self) -> &Message {
-        &self.message
+    fn decoded(&self) -> &Result<Message, DecodeError> {
+        self.decoded
+            .get_or_init(|| Message::decode(self.payload.clone()))
     }
 
-    /// Takes the message; the delivery is settled as if dropped.
-    pub fn into_message(self) -> Message {
-        let Delivery { message, .. } = self;
-        message
+    /// The message, decoded from the [`payload`](Self::payload) on the
+    /// first call (later calls return the same message, or the same error).
+    ///
+    /// Fails with [`ErrorKind::Decode`] (condition `amqp:decode-error`) if
+    /// the payload is malformed or over the allocation budget; see
+    /// [Lazy decoding](Delivery#lazy-decoding) for what to do then.
+    pub fn message(&self) -> Result<&Message, Error> {
+        self.decoded().as_ref().map_err(|e| Error::from(e.clone()))
     }
 
-    /// The message as it was encoded on the wire (shared with the decoded
-    /// message's data sections, not copied). Forward it unchanged with
-    /// [`Sender::send_encoded`](crate::Sender::send_encoded).
+    /// Takes the message (decoding it if [`message`](Self::message) has not);
+    /// the delivery is settled as if dropped: if decoding failed, it is
+    /// rejected with `amqp:decode-error`.
+    pub fn into_message(mut self) -> Result<Message, Error> {
+        self.decoded();
+        match self.decoded.take() {
+            Some(Ok(message)) => Ok(message),
+            Some(Err(e)) => {
+                // Keep the error for `drop`, which rejects the delivery.
+                let _ = self.decoded.set(Err(e.clone()));
+                Err(e.into())
+            }
+            None => Err(Error::new(ErrorKind::Decode, "the message was not decoded")),
+        }
+    }
+
+    /// The message as it was encoded on the wire. Forward it unchanged with
+    /// [`Sender::send_encoded`](crate::Sender::send_encoded), without
+    /// decoding it; once decoded, the message's data sections share these
+    /// bytes rather than copying them.
     pub fn payload(&self) -> &Bytes {
         &self.payload
     }
@@ -427,5 +451,27 @@ impl Delivery {
             message_annotations: annotations,
         }))
         .await
+    }
+}
+
+/// An unsettled delivery whose message failed to decode is rejected with
+/// `amqp:decode-error` when dropped; any other is settled by its handle
+/// (accepted or released, see [`Delivery`]).
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        let (Some(h), Some(Err(e))) = (&self.handle, self.decoded.get()) else {
+            return;
+        };
+        if !h.settled.load(Ordering::Acquire) {
+            let _ = h.settle(
+                DeliveryState::Rejected(Rejected {
+                    error: Some(AmqpError::new(
+                        crate::frame::condition::DECODE_ERROR,
+                        e.to_string(),
+                    )),
+                }),
+                None,
+            );
+        }
     }
 }

@@ -270,7 +270,10 @@ fn allocation_budget_is_proportional_to_the_input_and_configurable() {
     let d = |b: &'static [u8]| Decoder::with_limits(Bytes::from_static(b), none).read_value();
     assert!(d(&[0x71, 0, 0, 0, 1]).is_ok());
     assert!(d(&[0xa1, 0]).is_ok());
-    assert!(d(&[0xa3, 4, b'g', b'z', b'i', b'p']).is_ok(), "well-known symbol");
+    assert!(
+        d(&[0xa3, 4, b'g', b'z', b'i', b'p']).is_ok(),
+        "well-known symbol"
+    );
     assert!(d(&[0x45]).is_ok());
     for b in [
         &[0xa1, 1, b'x'][..],
