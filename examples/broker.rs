@@ -425,11 +425,17 @@ async fn publish(broker: Arc<Broker>, mut receiver: Receiver, target: Option<Arc
         };
         let Some(delivery) = delivery else { return };
         (credit, top_up) = (credit.saturating_sub(1), true);
-        let Ok(delivery) = delivery else { continue }; // undecodable: rejected
+        let Ok(delivery) = delivery else { continue };
         let q = match &target {
             Some(q) => q,
             None => {
-                let Some(to) = delivery.message().to() else {
+                // By the message's `to`, read from its properties section
+                // alone: the broker forwards payloads, never decodes bodies.
+                let to = Message::decode_properties(delivery.payload())
+                    .ok()
+                    .flatten()
+                    .and_then(|p| p.to);
+                let Some(to) = to.as_deref() else {
                     let _ = delivery
                         .reject("amqp:precondition-failed", "no address")
                         .await;

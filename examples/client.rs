@@ -29,7 +29,7 @@ async fn run(url: &str, requests: Vec<String>) -> Result<(), Error> {
             let closed = Error::new(ErrorKind::Closed, "the receiver closed");
             return Err(conn.error().unwrap_or(closed));
         };
-        println!("{request} => {}", response?.message().body());
+        println!("{request} => {}", response?.message()?.body());
     }
     conn.close().await
 }

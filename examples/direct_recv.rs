@@ -34,7 +34,7 @@ async fn run(url: &str, count: u64) -> Result<(), Error> {
                 _ => continue, // a session, or a link receiving from us: refused as it drops
             };
             while let Some(delivery) = receiver.next().await {
-                println!("{}", delivery?.message().body()); // accepted as it drops
+                println!("{}", delivery?.message()?.body()); // accepted as it drops
                 received += 1;
                 if received == count {
                     return conn.close().await;

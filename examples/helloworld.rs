@@ -25,7 +25,10 @@ async fn main() -> Result<(), aqueduct::Error> {
                 let queue_tx = queue_tx.clone();
                 tokio::spawn(async move {
                     while let Some(Ok(delivery)) = receiver.next().await {
-                        let _ = queue_tx.send(delivery.into_message());
+                        // A message that does not decode is rejected.
+                        if let Ok(message) = delivery.into_message() {
+                            let _ = queue_tx.send(message);
+                        }
                     }
                 });
             } else {
@@ -46,7 +49,7 @@ async fn main() -> Result<(), aqueduct::Error> {
     let sender = conn.open_sender("examples").await?;
     sender.send(Message::from("Hello World!")).await?;
     if let Some(delivery) = receiver.next().await {
-        println!("{}", delivery?.message().body());
+        println!("{}", delivery?.message()?.body());
     }
     conn.close().await
 }

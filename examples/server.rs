@@ -76,7 +76,13 @@ async fn main() -> Result<(), aqueduct::Error> {
     let replies = conn.open_anonymous_sender().await?;
     while let Some(delivery) = receiver.next().await {
         let delivery = delivery?;
-        let request = delivery.message();
+        let request = match delivery.message() {
+            Ok(request) => request,
+            Err(e) => {
+                let _ = delivery.reject("amqp:decode-error", e.to_string()).await;
+                continue;
+            }
+        };
         println!("Received {}", describe(request));
         let Some(reply_to) = request.reply_to() else {
             let _ = delivery.reject("amqp:invalid-field", "no reply-to").await;

@@ -27,7 +27,7 @@ async fn run(url: &str, count: u64) -> Result<(), Error> {
     let mut receiver = conn.open_receiver(address).await?;
     let mut received = 0;
     while let Some(delivery) = receiver.next().await {
-        println!("{}", delivery?.message().body()); // accepted as it drops
+        println!("{}", delivery?.message()?.body()); // accepted as it drops
         received += 1;
         if received == count {
             receiver.close().await?;

@@ -456,7 +456,7 @@ async fn collecting_listener(
                     let tx = tx.clone();
                     tokio::spawn(async move {
                         while let Some(Ok(d)) = receiver.next().await {
-                            let _ = tx.send(d.message().clone());
+                            let _ = tx.send(d.message().unwrap().clone());
                             d.accept().await.unwrap();
                         }
                     });

@@ -242,7 +242,7 @@ async fn roundtrip(broker: &Broker, queue: &str) {
         let sender = conn.open_sender(queue).await?;
         assert_eq!(sender.send(Message::from("ping")).await?, Outcome::Accepted);
         let d = receiver.next().await.expect("a delivery")?;
-        assert_eq!(d.message().body().as_str(), Some("ping"));
+        assert_eq!(d.message().unwrap().body().as_str(), Some("ping"));
         drop(d);
         conn.close().await
     };
@@ -410,7 +410,7 @@ async fn competing_consumers_share_messages() {
         let (seen, done_tx) = (seen.clone(), done_tx.clone());
         tokio::spawn(async move {
             while let Some(Ok(d)) = receiver.next().await {
-                let body = d.message().body().as_str().unwrap().to_string();
+                let body = d.message().unwrap().body().as_str().unwrap().to_string();
                 seen.lock().unwrap().push((who, body));
                 let _ = done_tx.send(());
             }
@@ -452,7 +452,7 @@ async fn released_message_goes_to_another_receiver() {
     let sender = a_conn.open_sender("rel").await.unwrap();
     let outcome = sender.send("only one");
     let d = timeout(T, a.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(d.message().body().as_str(), Some("only one"));
+    assert_eq!(d.message().unwrap().body().as_str(), Some("only one"));
     let b_conn = aqueduct::connect(broker.url()).await.unwrap();
     let mut b = b_conn.open_receiver("rel").await.unwrap();
     d.release().await.unwrap();
@@ -465,7 +465,7 @@ async fn released_message_goes_to_another_receiver() {
         .expect("the released message is redelivered to b")
         .unwrap()
         .unwrap();
-    assert_eq!(d.message().body().as_str(), Some("only one"));
+    assert_eq!(d.message().unwrap().body().as_str(), Some("only one"));
     drop(d); // accepted
     assert_eq!(
         timeout(T, outcome).await.unwrap().unwrap(),
@@ -499,7 +499,10 @@ async fn messages_in_flight_to_a_dead_consumer_come_back() {
     let mut r2 = conn.open_receiver("dead").await.unwrap();
     for i in 0..5 {
         let d = timeout(T, r2.next()).await.unwrap().unwrap().unwrap();
-        assert_eq!(d.message().body().as_str(), Some(format!("d{i}").as_str()));
+        assert_eq!(
+            d.message().unwrap().body().as_str(),
+            Some(format!("d{i}").as_str())
+        );
     }
 }
 
@@ -523,7 +526,7 @@ async fn dynamic_reply_queue() {
     assert!(anonymous.send(m).await.unwrap().is_accepted());
     for want in ["to the reply queue", "via anonymous relay"] {
         let d = timeout(T, replies.next()).await.unwrap().unwrap().unwrap();
-        assert_eq!(d.message().body().as_str(), Some(want));
+        assert_eq!(d.message().unwrap().body().as_str(), Some(want));
     }
 }
 
@@ -542,14 +545,20 @@ async fn browse_sees_without_taking() {
             .unwrap();
         for i in 0..3 {
             let d = timeout(T, browser.next()).await.unwrap().unwrap().unwrap();
-            assert_eq!(d.message().body().as_str(), Some(format!("b{i}").as_str()));
+            assert_eq!(
+                d.message().unwrap().body().as_str(),
+                Some(format!("b{i}").as_str())
+            );
         }
         browser.close().await.unwrap();
     }
     let mut r = conn.open_receiver("browsed").await.unwrap();
     for i in 0..3 {
         let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
-        assert_eq!(d.message().body().as_str(), Some(format!("b{i}").as_str()));
+        assert_eq!(
+            d.message().unwrap().body().as_str(),
+            Some(format!("b{i}").as_str())
+        );
     }
 }
 
@@ -569,7 +578,7 @@ async fn ten_mib_message() {
     assert!(outcome.unwrap().is_accepted());
     let d = timeout(T * 3, r.next()).await.unwrap().unwrap().unwrap();
     assert!(
-        d.message().body().as_bytes() == Some(&body[..]),
+        d.message().unwrap().body().as_bytes() == Some(&body[..]),
         "body differs"
     );
 }
@@ -799,7 +808,7 @@ async fn peer_sending_without_credit_does_not_disturb_the_broker() {
     let mut r = conn.open_receiver("flooded").await.unwrap();
     let mut n = 0;
     while let Ok(Some(Ok(d))) = timeout(Duration::from_millis(500), r.next()).await {
-        assert_eq!(d.message().body().as_str(), Some("flood"));
+        assert_eq!(d.message().unwrap().body().as_str(), Some("flood"));
         n += 1;
     }
     assert!((10..=1000).contains(&n), "{n} messages queued");
@@ -862,7 +871,7 @@ async fn consumer_without_credit_holds_at_most_its_prefetch() {
             .expect("b is served")
             .unwrap()
             .unwrap();
-        got.insert(d.message().body().as_str().unwrap().to_string());
+        got.insert(d.message().unwrap().body().as_str().unwrap().to_string());
     }
     // What A holds comes back to the queue when A goes.
     a.close().await.unwrap();
@@ -872,7 +881,7 @@ async fn consumer_without_credit_holds_at_most_its_prefetch() {
             .expect("a's share comes back")
             .unwrap()
             .unwrap();
-        got.insert(d.message().body().as_str().unwrap().to_string());
+        got.insert(d.message().unwrap().body().as_str().unwrap().to_string());
     }
     assert_eq!(got.len(), 200);
     for outcome in futures::future::join_all(sends).await {
@@ -891,11 +900,11 @@ async fn modified_message_is_redelivered_with_its_count() {
     let sender = conn.open_sender("mod").await.unwrap();
     assert!(sender.send("again").await.unwrap().is_accepted());
     let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(d.message().delivery_count(), 0);
+    assert_eq!(d.message().unwrap().delivery_count(), 0);
     d.modify(true, false, None).await.unwrap();
     let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(d.message().body().as_str(), Some("again"));
-    assert_eq!(d.message().delivery_count(), 1);
+    assert_eq!(d.message().unwrap().body().as_str(), Some("again"));
+    assert_eq!(d.message().unwrap().delivery_count(), 1);
     d.reject("test:rejected", "no thanks").await.unwrap();
     // Rejected: gone for good.
     assert!(timeout(Duration::from_millis(300), r.next()).await.is_err());

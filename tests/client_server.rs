@@ -83,7 +83,7 @@ async fn send_receive_and_outcomes() {
         let mut seen = Vec::new();
         for i in 0..4 {
             let d = rx.next().await.unwrap().unwrap();
-            seen.push(d.message().body().to_string());
+            seen.push(d.message().unwrap().body().to_string());
             match i {
                 0 => d.accept().await.unwrap(),
                 1 => d.reject("app:bad", "no thanks").await.unwrap(),
@@ -137,7 +137,7 @@ async fn many_sends_pipeline_in_order() {
         for i in 0..N {
             let d = rx.next().await.unwrap().unwrap();
             assert_eq!(
-                d.message().id(),
+                d.message().unwrap().id(),
                 Some(&aqueduct::MessageId::Ulong(i as u64))
             );
             d.accept().await.unwrap();
@@ -163,7 +163,7 @@ async fn sink_flush_waits_for_outcomes_and_reports_rejection() {
     let (mut sender, mut rx) = sender_link(&client, &server, SenderOptions::new("q"), 10).await;
     tokio::spawn(async move {
         while let Some(Ok(d)) = rx.next().await {
-            if d.message().body().to_string() == "bad" {
+            if d.message().unwrap().body().to_string() == "bad" {
                 d.reject("app:bad", "bad body").await.unwrap();
             } else {
                 d.accept().await.unwrap();
@@ -240,7 +240,7 @@ async fn manual_credit_and_drain() {
     rx.add_credit(2).unwrap();
     for i in 0..2 {
         let d = rx.next().await.unwrap().unwrap();
-        assert_eq!(d.message().body().to_string(), i.to_string());
+        assert_eq!(d.message().unwrap().body().to_string(), i.to_string());
     }
     // Drain with no credit left returns at once; the third message waits.
     rx.drain().await.unwrap();
@@ -251,6 +251,7 @@ async fn manual_credit_and_drain() {
             .unwrap()
             .unwrap()
             .message()
+            .unwrap()
             .body()
             .to_string(),
         "2"
@@ -339,7 +340,7 @@ async fn presettled_sends_and_big_messages() {
     let (sender, mut rx) = sender_link(&client, &server, SenderOptions::new("big"), 2).await;
     let recv = tokio::spawn(async move {
         let d = rx.next().await.unwrap().unwrap();
-        let len = d.message().body().as_bytes().unwrap().len();
+        let len = d.message().unwrap().body().as_bytes().unwrap().len();
         d.accept().await.unwrap();
         len
     });
@@ -386,14 +387,14 @@ async fn received_bytes_are_forwarded_without_reencoding() {
         let payload = d.payload().clone();
         assert_eq!(
             aqueduct::Message::decode(payload.clone()).unwrap(),
-            *d.message()
+            *d.message().unwrap()
         );
         d.accept().await.unwrap();
         srv_tx.send_encoded(payload).await.unwrap()
     });
     assert_eq!(sender.send(m.clone()).await.unwrap(), Outcome::Accepted);
     let got = rx.next().await.unwrap().unwrap();
-    assert_eq!(got.message(), &m);
+    assert_eq!(got.message().unwrap(), &m);
     drop(got);
     assert_eq!(forward.await.unwrap(), Outcome::Accepted);
 }

@@ -423,7 +423,7 @@ async fn receive_big(url: &str, address: &str) {
         .expect("no error");
     // broker.py re-encodes each message (Proton's Python Message), and a
     // bytes body goes out as an amqp-value binary: take either form.
-    let body = match delivery.message().body() {
+    let body = match delivery.message().unwrap().body() {
         Body::Value(Value::Binary(b)) => &b[..],
         other => other.as_bytes().expect("a binary body"),
     };
@@ -480,10 +480,15 @@ fn hundred_thousand_pipelined_messages_through_broker_py() {
                     .await
                     .expect("a delivery")
                     .expect("no error");
-                let body = delivery.message().body().as_value().and_then(|v| match v {
-                    Value::Map(m) => m.get_str("sequence").cloned(),
-                    _ => None,
-                });
+                let body = delivery
+                    .message()
+                    .unwrap()
+                    .body()
+                    .as_value()
+                    .and_then(|v| match v {
+                        Value::Map(m) => m.get_str("sequence").cloned(),
+                        _ => None,
+                    });
                 assert_eq!(
                     body,
                     Some(Value::Long(expected as i64)),

@@ -118,7 +118,7 @@ async fn next_message(step: &str, rx: &mut Receiver) -> aqueduct::Delivery {
 async fn assert_quiet(step: &str, rx: &mut Receiver) {
     if let Ok(item) = tokio::time::timeout(Duration::from_millis(1500), rx.next()).await {
         let what = match item {
-            Some(Ok(d)) => format!("{:?}", d.message().body()),
+            Some(Ok(d)) => format!("{:?}", d.message().unwrap().body()),
             Some(Err(e)) => e.to_string(),
             None => "end of stream".into(),
         };
@@ -169,7 +169,7 @@ async fn send_and_receive(url: &str) {
     for i in 0..100 {
         let d = next_message(STEP, &mut rx).await;
         assert_eq!(
-            d.message().body().as_str(),
+            d.message().unwrap().body().as_str(),
             Some(format!("message {i}").as_str()),
             "[{STEP}] body {i} (in order)"
         );
@@ -201,21 +201,25 @@ async fn released_is_redelivered(url: &str) {
     .await
     .unwrap();
     let first = next_message(STEP, &mut rx).await;
-    assert_eq!(first.message().body().as_str(), Some("again"), "[{STEP}]");
+    assert_eq!(
+        first.message().unwrap().body().as_str(),
+        Some("again"),
+        "[{STEP}]"
+    );
     let (fa1, dc1) = (
-        first.message().first_acquirer(),
-        first.message().delivery_count(),
+        first.message().unwrap().first_acquirer(),
+        first.message().unwrap().delivery_count(),
     );
     first.release().await.unwrap();
     let second = next_message(STEP, &mut rx).await;
     assert_eq!(
-        second.message().body().as_str(),
+        second.message().unwrap().body().as_str(),
         Some("again"),
         "[{STEP}] the released message comes back"
     );
     let (fa2, dc2) = (
-        second.message().first_acquirer(),
-        second.message().delivery_count(),
+        second.message().unwrap().first_acquirer(),
+        second.message().unwrap().delivery_count(),
     );
     println!(
         "[{STEP}] RabbitMQ header: first delivery first_acquirer={fa1} delivery_count={dc1}; \
@@ -248,13 +252,17 @@ async fn rejected_is_not_redelivered(url: &str) {
         .await
         .unwrap();
     let bad = next_message(STEP, &mut rx).await;
-    assert_eq!(bad.message().body().as_str(), Some("bad"), "[{STEP}]");
+    assert_eq!(
+        bad.message().unwrap().body().as_str(),
+        Some("bad"),
+        "[{STEP}]"
+    );
     bad.reject("amqp:invalid-field", "not what we wanted")
         .await
         .unwrap();
     let good = next_message(STEP, &mut rx).await;
     assert_eq!(
-        good.message().body().as_str(),
+        good.message().unwrap().body().as_str(),
         Some("good"),
         "[{STEP}] after the rejected one"
     );
@@ -355,7 +363,7 @@ async fn large_message(url: &str) {
         .unwrap_or_else(|_| panic!("[{STEP}] receive did not finish within 60 s"))
         .unwrap_or_else(|| panic!("[{STEP}] receiver ended"))
         .unwrap_or_else(|e| panic!("[{STEP}] receive: {e}"));
-    let got = d.message().body().as_bytes();
+    let got = d.message().unwrap().body().as_bytes();
     assert_eq!(got.map(<[u8]>::len), Some(body.len()), "[{STEP}] size");
     assert!(got == Some(&body[..]), "[{STEP}] bytes intact");
     d.accept().await.unwrap();
@@ -378,7 +386,10 @@ async fn anonymous_sasl(port: u16) {
     assert_eq!(outcome, Outcome::Accepted, "[{STEP}]");
     let mut rx = conn.open_receiver(q.as_str()).await.unwrap();
     let d = next_message(STEP, &mut rx).await;
-    assert_eq!(d.message().body().as_str(), Some("hello anonymous"));
+    assert_eq!(
+        d.message().unwrap().body().as_str(),
+        Some("hello anonymous")
+    );
     d.accept().await.unwrap();
     conn.close().await.unwrap();
     // Also with the mechanism asked for explicitly.
@@ -410,7 +421,10 @@ async fn credit_overshoot_with_default_window() {
     let mut rx = conn.open_receiver(q.as_str()).await.unwrap();
     for i in 0..100 {
         let d = next_message(STEP, &mut rx).await;
-        assert_eq!(d.message().body().as_str(), Some(format!("m{i}").as_str()));
+        assert_eq!(
+            d.message().unwrap().body().as_str(),
+            Some(format!("m{i}").as_str())
+        );
     }
     conn.close().await.unwrap();
     drop(node);
