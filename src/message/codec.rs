@@ -201,6 +201,8 @@ impl Message {
                     msg.application_properties = Some(Map::decode(&mut d)?)
                 }
                 Data::CODE => {
+                    // The slot in the body's `Vec`, with room for its growth.
+                    d.charge(2 * std::mem::size_of::<Bytes>())?;
                     let b = Bytes::decode(&mut d)?;
                     match &mut msg.body {
                         Body::Data(sections) => sections.push(b),
@@ -208,6 +210,7 @@ impl Message {
                     }
                 }
                 AmqpSequence::CODE => {
+                    d.charge(2 * std::mem::size_of::<Vec<Value>>())?;
                     let items = decode_sequence(&mut d)?;
                     match &mut msg.body {
                         Body::Sequence(sections) => sections.push(items),

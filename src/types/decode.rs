@@ -15,8 +15,9 @@
 //! [`Limits::alloc_floor`] (by default 16 x input + 64 KiB), and fails with
 //! [`DecodeErrorKind::AllocationLimit`] before an allocation would exceed it.
 //! What is counted: the item slots of every list, map and array (counted in
-//! full before the `Vec` is allocated), each boxed described value, and the
-//! text of strings and symbols. Scalars and binaries (which borrow from the
+//! full before the `Vec` is allocated), each boxed described value, the
+//! text of strings and symbols, and (in [`Message::decode`](crate::Message::decode)) the body's
+//! list of data or amqp-sequence sections. Scalars and binaries (which borrow from the
 //! input) cost nothing. The check is one subtraction per compound or string,
 //! none per scalar.
 //!
@@ -126,7 +127,7 @@ impl Decoder {
     /// Takes `bytes` from the allocation budget, or fails with
     /// [`DecodeErrorKind::AllocationLimit`] if they are not left.
     #[inline]
-    fn charge(&mut self, bytes: usize) -> Result<()> {
+    pub(crate) fn charge(&mut self, bytes: usize) -> Result<()> {
         match self.budget.checked_sub(bytes) {
             Some(left) => {
                 self.budget = left;

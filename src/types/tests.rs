@@ -293,3 +293,14 @@ fn allocation_budget_is_proportional_to_the_input_and_configurable() {
         );
     }
 }
+
+#[test]
+fn long_descriptor_symbols_are_cut_in_debug_output() {
+    let short = Descriptor::Symbol(Symbol::from("amqp:open:list"));
+    assert_eq!(format!("{short:?}"), r#"Symbol(:"amqp:open:list")"#);
+    assert_eq!(format!("{:?}", Descriptor::Code(16)), "Code(16)");
+    let long = Descriptor::Symbol(Symbol::from("\u{1}".repeat(10_000)));
+    let text = format!("{long:?}");
+    assert!(text.len() < 64 * 8, "{} bytes", text.len());
+    assert!(text.ends_with("...)"), "{text}");
+}

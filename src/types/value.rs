@@ -357,12 +357,34 @@ impl<K: Into<Value>, V: Into<Value>> FromIterator<(K, V)> for Map {
 
 /// The descriptor of a described type: a symbol such as `amqp:open:list`, or
 /// a numeric code such as `0x10` (domain id in the high 32 bits).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Descriptor {
     /// A numeric descriptor (`ulong`).
     Code(u64),
     /// A symbolic descriptor.
     Symbol(Symbol),
+}
+
+/// As derived, except that a symbol is cut after 64 characters (followed by
+/// `...`): decode errors quote unknown descriptors, and what a peer sent
+/// should not make an error message as long as its input.
+impl fmt::Debug for Descriptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 64;
+        match self {
+            Descriptor::Code(c) => f.debug_tuple("Code").field(c).finish(),
+            Descriptor::Symbol(s) => {
+                let text = s.as_str();
+                match text.char_indices().nth(MAX) {
+                    None => f.debug_tuple("Symbol").field(s).finish(),
+                    Some((end, _)) => {
+                        let head = text.get(..end).unwrap_or_default();
+                        write!(f, "Symbol(:{head:?}...)")
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Descriptor {
