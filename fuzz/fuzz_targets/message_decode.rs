@@ -1,6 +1,9 @@
-//! Fuzzes `Message::decode` on arbitrary bytes: no panic, and every message
+//! Fuzzes `Message::decode` on arbitrary bytes: no panic, the bytes allocated
+//! while decoding stay within the allocation budget (`Limits::alloc_budget`
+//! of the payload's length, counted with `stats_alloc`), and every message
 //! that decodes re-encodes (with `encoded_len` equal to the bytes written) to
 //! bytes that decode to an equal message and re-encode to the same bytes.
+//! `Message::decode_properties` is checked to agree with `Message::decode`.
 //!
 //! Inputs whose first byte is odd are decoded as they are; inputs whose first
 //! byte is even are spliced into a well-formed message built here (so that no
@@ -13,11 +16,21 @@
 //! in parallel with `-jobs=8 -workers=8`.
 #![no_main]
 
-use aqueduct::types::Timestamp;
+use aqueduct::types::{Limits, Timestamp};
 use aqueduct::Message;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
 use std::sync::OnceLock;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Allocation a decode may make beyond its budget: the text of an error
+/// (which quotes at most 64 characters of the input) and the input's
+/// shared reference count.
+const SLACK: usize = 4096;
 
 fn seeds() -> &'static [Vec<u8>] {
     static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
@@ -54,13 +67,32 @@ fn seeds() -> &'static [Vec<u8>] {
 }
 
 fn check(payload: Bytes) {
-    let Ok(msg) = Message::decode(payload) else {
+    let len = payload.len();
+    let budget = Limits::default().alloc_budget(len) + SLACK;
+    let props = Message::decode_properties(&payload);
+    let region = Region::new(GLOBAL);
+    let decoded = Message::decode(payload);
+    let s = region.change();
+    let spent = s.bytes_allocated + s.bytes_reallocated.max(0) as usize;
+    assert!(
+        spent <= budget,
+        "decoding {len} bytes allocated {spent} bytes, over the budget of {budget}"
+    );
+    let Ok(msg) = decoded else {
         return;
     };
+    assert_eq!(props.ok().flatten(), msg.properties, "decode_properties");
     let mut bytes = Vec::with_capacity(msg.encoded_len());
     msg.encode(&mut bytes);
     assert_eq!(bytes.len(), msg.encoded_len(), "encoded_len of {msg:?}");
-    let back = Message::decode(Bytes::from(bytes.clone())).expect("our own encoding decodes");
+    // Our re-encoding may be much shorter than the input (`uint` becomes
+    // `uint0`), so hold more values per byte: decode it without a budget.
+    let unbudgeted = Limits {
+        alloc_ratio: usize::MAX,
+        ..Limits::default()
+    };
+    let back = Message::decode_with_limits(Bytes::from(bytes.clone()), unbudgeted)
+        .expect("our own encoding decodes");
     let mut again = Vec::new();
     back.encode(&mut again);
     // NaN != NaN: fall back to comparing the canonical encodings.

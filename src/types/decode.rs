@@ -26,9 +26,10 @@
 //! at least the width of its constructor. Array elements of a zero-width
 //! constructor (`null`, `true`, `false`, `uint0`, `ulong0`, `list0`) take no
 //! bytes at all, so such an array must end right after its constructor, and
-//! may declare at most one element per byte of the whole input (it then
-//! costs no more than a list of nulls as long as the input); the budget
-//! bounds the rest.
+//! its count is bounded by the budget alone: at most (16 x input + 64 KiB) /
+//! 56 elements by default. (A bound relative to the input length would not
+//! do: the canonical encoding of such an array is a few bytes whatever its
+//! count, so it would refuse our own encodings.)
 
 use super::codes::*;
 use super::value::{Array, Described, Descriptor, Map, Symbol, Timestamp, Uuid, Value};
@@ -522,9 +523,9 @@ impl Decoder {
         // The count is trusted only as far as the bytes left can hold that
         // many elements (see the module docs).
         let fits = match min_width(code) {
-            // Zero-width elements: nothing may follow the constructor, and
-            // at most one element per byte of the whole input.
-            Some(0) => self.is_empty() && count <= self.buf.len(),
+            // Zero-width elements: nothing may follow the constructor; the
+            // allocation budget bounds the count.
+            Some(0) => self.is_empty(),
             Some(w) => count <= self.remaining() / w,
             // Not a constructor: an error at the first element, if any.
             None => true,
