@@ -9,15 +9,16 @@
 //! # Memory
 //!
 //! Valid AMQP can still cost far more memory than its encoding: a list of
-//! nulls is one byte per item on the wire and a whole [`Value`] (56 bytes)
-//! decoded. So every decode has an allocation budget proportional to its
-//! input, [`Limits::alloc_ratio`] times the input length plus
-//! [`Limits::alloc_floor`] (by default 16 x input + 64 KiB), and fails with
-//! [`DecodeErrorKind::AllocationLimit`] before an allocation would exceed it.
-//! What is counted: the item slots of every list, map and array (counted in
-//! full before the `Vec` is allocated), each boxed described value, the
-//! text of strings and symbols, and (in [`Message::decode`](crate::Message::decode)) the body's
-//! list of data or amqp-sequence sections. Scalars and binaries (which borrow from the
+//! nulls is one byte per item on the wire and a whole [`Value`] (56 bytes on
+//! 64-bit targets) decoded. So every decode has an allocation budget
+//! proportional to its input, [`Limits::alloc_ratio`] times the input length
+//! plus [`Limits::alloc_floor`] (by default 16 x input + 64 KiB), and fails
+//! with [`DecodeErrorKind::AllocationLimit`] before an allocation would
+//! exceed it. What is counted: the item slots of every list, map and array
+//! (counted in full before the `Vec` is allocated), each boxed described
+//! value, the text of strings and symbols, and (in
+//! [`Message::decode`](crate::Message::decode)) the body's list of data or
+//! amqp-sequence sections. Scalars and binaries (which borrow from the
 //! input) cost nothing. The check is one subtraction per compound or string,
 //! none per scalar.
 //!
