@@ -6,31 +6,8 @@
 //! nest at most [`Limits::max_depth`] deep. Binary values borrow from the
 //! input `Bytes` instead of copying.
 //!
-//! # Memory
-//!
-//! Valid AMQP can still cost far more memory than its encoding: a list of
-//! nulls is one byte per item on the wire and a whole [`Value`] (56 bytes on
-//! 64-bit targets) decoded. So every decode has an allocation budget
-//! proportional to its input, [`Limits::alloc_ratio`] times the input length
-//! plus [`Limits::alloc_floor`] (by default 16 x input + 64 KiB), and fails
-//! with [`DecodeErrorKind::AllocationLimit`] before an allocation would
-//! exceed it. What is counted: the item slots of every list, map and array
-//! (counted in full before the `Vec` is allocated), each boxed described
-//! value, the text of strings and symbols, and (in
-//! [`Message::decode`](crate::Message::decode)) the body's list of data or
-//! amqp-sequence sections. Scalars and binaries (which borrow from the
-//! input) cost nothing. The check is one subtraction per compound or string,
-//! none per scalar.
-//!
-//! Counts are checked against the bytes left for them before anything is
-//! allocated: a list or map item takes at least one byte, an array element
-//! at least the width of its constructor. Array elements of a zero-width
-//! constructor (`null`, `true`, `false`, `uint0`, `ulong0`, `list0`) take no
-//! bytes at all, so such an array must end right after its constructor, and
-//! its count is bounded by the budget alone: at most (16 x input + 64 KiB) /
-//! 56 elements by default. (A bound relative to the input length would not
-//! do: the canonical encoding of such an array is a few bytes whatever its
-//! count, so it would refuse our own encodings.)
+//! Every decode also has an allocation budget proportional to its input;
+//! see [`Limits`].
 
 use super::codes::*;
 use super::value::{Array, Described, Descriptor, Map, Symbol, Timestamp, Uuid, Value};
@@ -38,6 +15,32 @@ use crate::error::{DecodeError, DecodeErrorKind};
 use bytes::{Buf, Bytes};
 
 /// Bounds a decoder enforces on untrusted input.
+///
+/// # Memory
+///
+/// Valid AMQP can still cost far more memory than its encoding: a list of
+/// nulls is one byte per item on the wire and a whole [`Value`] (56 bytes on
+/// 64-bit targets) decoded. So every decode has an allocation budget
+/// proportional to its input, [`Limits::alloc_ratio`] times the input length
+/// plus [`Limits::alloc_floor`] (by default 16 x input + 64 KiB), and fails
+/// with [`DecodeErrorKind::AllocationLimit`] before an allocation would
+/// exceed it. What is counted: the item slots of every list, map and array
+/// (counted in full before the `Vec` is allocated), each boxed described
+/// value, the text of strings and symbols, and (in
+/// [`Message::decode`](crate::Message::decode)) the body's list of data or
+/// amqp-sequence sections. Scalars and binaries (which borrow from the
+/// input) cost nothing. The check is one subtraction per compound or string,
+/// none per scalar.
+///
+/// Counts are checked against the bytes left for them before anything is
+/// allocated: a list or map item takes at least one byte, an array element
+/// at least the width of its constructor. Array elements of a zero-width
+/// constructor (`null`, `true`, `false`, `uint0`, `ulong0`, `list0`) take no
+/// bytes at all, so such an array must end right after its constructor, and
+/// its count is bounded by the budget alone: at most (16 x input + 64 KiB) /
+/// 56 elements by default. (A bound relative to the input length would not
+/// do: the canonical encoding of such an array is a few bytes whatever its
+/// count, so it would refuse our own encodings.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest nesting of lists, maps, arrays and described values.
@@ -48,7 +51,7 @@ pub struct Limits {
     pub max_size: usize,
     /// Bytes of decoded memory allowed per byte of input: one decode may
     /// allocate at most `alloc_ratio * input length + alloc_floor` bytes
-    /// (see the [module docs](self#memory) for what is counted), and fails
+    /// (see [Memory](Limits#memory) for what is counted), and fails
     /// with [`DecodeErrorKind::AllocationLimit`] beyond. Default: 16.
     pub alloc_ratio: usize,
     /// Bytes of decoded memory always allowed, whatever the input length,
