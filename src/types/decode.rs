@@ -138,17 +138,22 @@ impl Decoder {
                 self.budget = left;
                 Ok(())
             }
-            None => err(DecodeErrorKind::AllocationLimit {
-                limit: self.limits.alloc_budget(self.buf.len()),
-            }),
+            None => self.over_budget(),
         }
     }
 
-    /// Charges the budget for `n` items of type `T` and allocates them.
+    #[cold]
+    #[inline(never)]
+    fn over_budget(&self) -> Result<()> {
+        err(DecodeErrorKind::AllocationLimit {
+            limit: self.limits.alloc_budget(self.buf.len()),
+        })
+    }
+
+    /// Charges the budget for `n` items of type `T`.
     #[inline]
-    fn alloc_vec<T>(&mut self, n: usize) -> Result<Vec<T>> {
-        self.charge(n.saturating_mul(std::mem::size_of::<T>()))?;
-        Ok(Vec::with_capacity(n))
+    fn charge_items<T>(&mut self, n: usize) -> Result<()> {
+        self.charge(n.saturating_mul(std::mem::size_of::<T>()))
     }
 
     /// Bytes not yet read.
@@ -487,7 +492,8 @@ impl Decoder {
                 if count > self.remaining() {
                     return err(DecodeErrorKind::InvalidLength);
                 }
-                let mut items = self.alloc_vec(count)?;
+                self.charge_items::<Value>(count)?;
+                let mut items = Vec::with_capacity(count);
                 for _ in 0..count {
                     items.push(self.read_value()?);
                 }
@@ -499,7 +505,8 @@ impl Decoder {
                 if count % 2 != 0 || count > self.remaining() {
                     return err(DecodeErrorKind::InvalidLength);
                 }
-                let mut entries = self.alloc_vec(count / 2)?;
+                self.charge_items::<(Value, Value)>(count / 2)?;
+                let mut entries = Vec::with_capacity(count / 2);
                 for _ in 0..count / 2 {
                     let k = self.read_value()?;
                     let v = self.read_value()?;
@@ -537,7 +544,8 @@ impl Decoder {
         if !fits {
             return err(DecodeErrorKind::InvalidLength);
         }
-        let mut items = self.alloc_vec(count)?;
+        self.charge_items::<Value>(count)?;
+        let mut items = Vec::with_capacity(count);
         for _ in 0..count {
             items.push(self.read_body(code)?);
         }
