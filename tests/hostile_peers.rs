@@ -443,7 +443,7 @@ async fn settle_second_accept_waits_for_sender() {
     .await
     .unwrap();
     let delivery = promptly("receive", rx.next()).await.unwrap().unwrap();
-    assert_eq!(delivery.message().body().as_str(), Some("second"));
+    assert_eq!(delivery.message().unwrap().body().as_str(), Some("second"));
     let mut accept = tokio::spawn(async move { delivery.accept().await });
     // Not before the sender settled.
     assert!(

@@ -472,10 +472,16 @@ async fn load(step: &str, url: &str, queue_name: &str, options: ReceiverOptions)
             };
             let i: usize = d
                 .message()
+                .unwrap()
                 .body()
                 .as_str()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("[{step}] unexpected body {:?}", d.message().body()));
+                .unwrap_or_else(|| {
+                    panic!(
+                        "[{step}] unexpected body {:?}",
+                        d.message().map(|m| m.body())
+                    )
+                });
             if !std::mem::replace(&mut seen[i], true) {
                 distinct += 1;
             }
