@@ -959,7 +959,10 @@ async fn full_queue_stops_its_producer_and_loses_nothing() {
             .unwrap_or_else(|_| panic!("message {i} did not arrive"))
             .expect("the stream goes on")
             .unwrap();
-        assert_eq!(d.message().body().as_str(), Some(i.to_string().as_str()));
+        assert_eq!(
+            d.message().unwrap().body().as_str(),
+            Some(i.to_string().as_str())
+        );
     }
     for (i, send) in sends.into_iter().enumerate().skip(1000) {
         let outcome = timeout(T, send)
@@ -1002,7 +1005,10 @@ async fn queue_full_of_bytes_stops_its_producer() {
     let mut r = conn.open_receiver("bytes").await.unwrap();
     for i in 0..N as u64 {
         let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
-        assert_eq!(d.message().id(), Some(&aqueduct::MessageId::Ulong(i)));
+        assert_eq!(
+            d.message().unwrap().id(),
+            Some(&aqueduct::MessageId::Ulong(i))
+        );
     }
     for send in sends.into_iter().skip(19) {
         assert!(timeout(T, send).await.unwrap().unwrap().is_accepted());
@@ -1018,7 +1024,7 @@ async fn dynamic_queue_is_deleted_when_its_receiver_detaches() {
     let sender = conn.open_sender(address.as_str()).await.unwrap();
     assert!(sender.send("reply").await.unwrap().is_accepted());
     let d = timeout(T, replies.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(d.message().body().as_str(), Some("reply"));
+    assert_eq!(d.message().unwrap().body().as_str(), Some("reply"));
     drop(d);
     replies.close().await.unwrap();
     let deleted = format!("Deleted queue {address}");
@@ -1052,7 +1058,7 @@ async fn idle_empty_queue_is_deleted() {
     assert_eq!(line_within(&mut broker._proc, wait, deleted).await, None);
     let mut r = conn.open_receiver("idle").await.unwrap();
     let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(d.message().body().as_str(), Some("kept"));
+    assert_eq!(d.message().unwrap().body().as_str(), Some("kept"));
     d.accept().await.unwrap();
     let producer = conn.open_sender("idle").await.unwrap();
     r.close().await.unwrap();
@@ -1076,7 +1082,10 @@ async fn queue_of_one_message_passes_a_stream_through() {
     let mut r = conn.open_receiver("one").await.unwrap();
     for i in 0..50 {
         let d = timeout(T, r.next()).await.unwrap().unwrap().unwrap();
-        assert_eq!(d.message().body().as_str(), Some(format!("o{i}").as_str()));
+        assert_eq!(
+            d.message().unwrap().body().as_str(),
+            Some(format!("o{i}").as_str())
+        );
     }
     for outcome in futures::future::join_all(sends).await {
         assert!(outcome.unwrap().is_accepted());

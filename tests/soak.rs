@@ -185,7 +185,7 @@ async fn consume(url: String, queue: String, first: u64, n: u64, received: Arc<A
             .unwrap_or_else(|_| panic!("{queue}: nothing for {STALL:?}, {missing} missing"))
             .expect("the consumer's link stays")
             .expect("a good delivery");
-        let seq = seq_of(d.message());
+        let seq = seq_of(d.message().unwrap());
         let slot = &mut seen[(seq - first) as usize];
         if *slot {
             duplicates += 1;
@@ -219,7 +219,7 @@ async fn churn(url: String, who: u64, stop: Arc<AtomicBool>) -> u64 {
             }
             for i in 0..3u64 {
                 let d = r.next().await.expect("a churn message")?;
-                assert_eq!(seq_of(d.message()), i, "churn messages in order");
+                assert_eq!(seq_of(d.message().unwrap()), i, "churn messages in order");
             }
             conn.close().await
         };
