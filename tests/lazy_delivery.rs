@@ -156,3 +156,95 @@ async fn a_delivery_that_is_only_forwarded_is_never_decoded() {
     let outcome = tokio::time::timeout(T, sent).await.unwrap().unwrap();
     assert_eq!(outcome, Outcome::Accepted);
 }
+
+/// Our broker example (`examples/broker.rs`), built and started on a free
+/// port; killed when dropped.
+struct BrokerProc {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for BrokerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker() -> BrokerProc {
+    use std::io::BufRead;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps");
+    let mut build = std::process::Command::new(env!("CARGO"));
+    build
+        .args(["build", "--example", "broker", "--quiet"])
+        .current_dir(root);
+    if profile.ends_with("release") {
+        build.arg("--release");
+    }
+    assert!(build.status().expect("cargo build").success());
+    let mut child = std::process::Command::new(profile.join("examples").join("broker"))
+        .args(["-a", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the broker example");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let line = lines
+        .find_map(|l| l.ok().filter(|l| l.starts_with("Listening on")))
+        .expect("the broker prints the address it listens on");
+    // Keep draining its output so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let port = line.rsplit(':').next().unwrap().trim().to_string();
+    BrokerProc {
+        child,
+        url: format!("amqp://127.0.0.1:{port}"),
+    }
+}
+
+#[tokio::test]
+async fn the_broker_forwards_bodies_it_cannot_decode() {
+    use aqueduct::message::Properties;
+    use aqueduct::types::Encode;
+    let broker = tokio::task::spawn_blocking(start_broker).await.unwrap();
+    let conn = aqueduct::connect(broker.url.as_str()).await.unwrap();
+
+    // Through an anonymous relay, routed by the properties' `to`: valid
+    // properties, then a body that is not valid AMQP (a str8 of bad UTF-8).
+    let mut relayed = BytesMut::new();
+    Properties {
+        to: Some("lazy-relayed".into()),
+        ..Default::default()
+    }
+    .encode(&mut relayed);
+    relayed.put_slice(&[0x00, 0x53, 0x77, 0xa1, 0x02, 0xff, 0xfe]);
+    let relayed = relayed.freeze();
+    let relay = conn.open_anonymous_sender().await.unwrap();
+    let outcome = tokio::time::timeout(T, relay.send_encoded(relayed.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::Accepted, "the broker took it undecoded");
+
+    // Through a link with an address: not even the properties are read.
+    let direct = conn.open_sender("lazy-direct").await.unwrap();
+    let outcome = tokio::time::timeout(T, direct.send_encoded(malformed()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::Accepted, "the broker took it undecoded");
+
+    for (queue, payload) in [("lazy-relayed", relayed), ("lazy-direct", malformed())] {
+        let mut receiver = conn.open_receiver(queue).await.unwrap();
+        let d = next(&mut receiver).await;
+        assert_eq!(d.payload(), &payload, "forwarded byte for byte");
+        let e = d.message().unwrap_err();
+        assert_eq!(e.condition(), Some("amqp:decode-error"), "{e}");
+        d.reject("amqp:decode-error", e.to_string()).await.unwrap();
+    }
+}
