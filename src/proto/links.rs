@@ -308,6 +308,13 @@ impl Connection {
         if self.detach(link, true, Some(error.clone())).is_err() {
             return;
         }
+        self.report_detached(link, error, false);
+    }
+
+    /// Reports a link we ended (the peer broke a rule, or did not answer in
+    /// time): its messages without an outcome come back in the event, and
+    /// what it was sending or receiving is dropped.
+    pub(super) fn report_detached(&mut self, link: LinkId, error: AmqpError, timeout: bool) {
         let unsent = self.take_link_messages(link);
         self.release_partial(link);
         if let Some(l) = self.store.links.get_mut(&link) {
@@ -319,7 +326,7 @@ impl Connection {
             error: Some(error),
             remote: false,
             unsent,
-            timeout: false,
+            timeout,
         });
     }
 }

@@ -220,15 +220,7 @@ impl Connection {
         if !detaching {
             let _ = self.detach(link, true, None);
         }
-        let unsent = self.take_link_messages(link);
-        self.events.push_back(Event::LinkDetached {
-            link,
-            closed: true,
-            error: Some(error),
-            remote: false,
-            unsent,
-            timeout: true,
-        });
+        self.report_detached(link, error, true);
         if detaching {
             // No answer to our detach: forget the link.
             self.remove_link(link);
