@@ -1146,3 +1146,30 @@ fn the_incoming_window_reopens_only_as_the_application_consumes() {
     p.run();
     assert_eq!(p.deliveries().len(), 4);
 }
+
+#[test]
+fn detach_timeout_forgets_a_link_the_peer_never_answers() {
+    let mut p = Pair::plain();
+    let (sender, _receiver) = p.link(10);
+    p.client.send(sender, Message::from("x"), false).unwrap();
+    p.run();
+    p.client.detach(sender, true, None).unwrap();
+    // The server never sees our detach (its answer would never come).
+    let _ = p.client.take_output(p.now).unwrap();
+    p.now += Duration::from_secs(15);
+    p.client.handle_timeout(p.now);
+    let events: Vec<Event> = std::iter::from_fn(|| p.client.poll_event()).collect();
+    match &events[..] {
+        [Event::LinkDetached {
+            link,
+            timeout: true,
+            unsent,
+            ..
+        }] => {
+            assert_eq!(*link, sender);
+            assert_eq!(unsent.len(), 1, "the unsettled message comes back");
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(p.client.store.links.is_empty(), "the link is forgotten");
+}
