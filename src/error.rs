@@ -146,8 +146,23 @@ pub enum ErrorKind {
     Closed,
     /// A limit such as the maximum message size was exceeded.
     LimitExceeded,
-    /// Authentication failed.
+    /// Authentication failed: SASL refused our credentials (see
+    /// [`Error::sasl_code`] for the server's outcome code), no mechanism
+    /// both sides allow, or the server's proof of identity did not verify.
     Authentication,
+    /// The peer's certificate is not signed by a CA we trust (or is
+    /// otherwise invalid), or the server refused our client certificate.
+    UntrustedCertificate,
+    /// The server's certificate is valid but not for the host name (or IP
+    /// address) we connected to.
+    CertificateNameMismatch,
+    /// The peer's certificate has expired (or is not valid yet).
+    CertificateExpired,
+    /// The server requires TLS and we connected without it (it answered
+    /// with the AMQP TLS protocol header or a TLS alert).
+    TlsRequired,
+    /// Another TLS failure (handshake, protocol, bad PEM input).
+    Tls,
 }
 
 /// The error type of this crate.
@@ -162,6 +177,7 @@ pub struct Error {
     description: Option<String>,
     source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
     message: Option<Box<crate::message::Message>>,
+    sasl_code: Option<crate::proto::SaslCode>,
 }
 
 impl Error {
@@ -260,6 +276,7 @@ impl Error {
             description: Some(description.into()),
             source: None,
             message: None,
+            sasl_code: None,
         }
     }
 
@@ -275,12 +292,26 @@ impl Error {
             description,
             source: None,
             message: None,
+            sasl_code: None,
         }
     }
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    /// The SASL outcome code the server answered (`auth` for bad
+    /// credentials, `sys`, `sys-perm`, `sys-temp`), when authentication
+    /// failed with one; `None` otherwise.
+    pub fn sasl_code(&self) -> Option<crate::proto::SaslCode> {
+        self.sasl_code
+    }
+
+    /// Sets the SASL outcome code.
+    pub(crate) fn with_sasl_code(mut self, code: crate::proto::SaslCode) -> Self {
+        self.sasl_code = Some(code);
         self
     }
 
@@ -350,6 +381,11 @@ impl fmt::Display for Error {
             ErrorKind::Closed => "closed",
             ErrorKind::LimitExceeded => "limit exceeded",
             ErrorKind::Authentication => "authentication failed",
+            ErrorKind::UntrustedCertificate => "TLS: untrusted certificate",
+            ErrorKind::CertificateNameMismatch => "TLS: certificate name mismatch",
+            ErrorKind::CertificateExpired => "TLS: certificate expired",
+            ErrorKind::TlsRequired => "TLS required",
+            ErrorKind::Tls => "TLS error",
         };
         f.write_str(what)?;
         if let Some(c) = &self.condition {
@@ -400,6 +436,7 @@ impl From<std::io::Error> for Error {
             description: Some(e.to_string()),
             source: Some(std::sync::Arc::new(e)),
             message: None,
+            sasl_code: None,
         }
     }
 }

@@ -71,3 +71,5 @@ pub mod transport;
 pub use client::*;
 pub use error::{DecodeError, DecodeErrorKind, Error, ErrorKind, Result};
 pub use message::{Body, Message, MessageBuilder, MessageId};
+pub use proto::SaslCode;
+pub use transport::TlsVerify;

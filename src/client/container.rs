@@ -5,10 +5,11 @@
 use super::connection::{start, Connection, Defaults};
 use super::listener::{ListenOptions, Listener};
 use super::options::ConnectOptions;
+use super::sasl::ClientSasl;
 use crate::error::{Error, ErrorKind};
-use crate::proto::{self, Sasl, Side};
-use crate::transport::{connect_tcp, Io};
-use std::sync::{Arc, OnceLock};
+use crate::proto::{self, Sasl, SaslCode, Side};
+use crate::transport::{connect_tcp, tls, BoxIo, Io};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A messaging container: an id (by default a random UUID, made once) and
 /// the defaults its connections and listeners share.
@@ -48,12 +49,12 @@ impl Container {
     pub async fn connect(&self, options: impl Into<ConnectOptions>) -> Result<Connection, Error> {
         let opts = options.into();
         let addr = opts.address()?.clone();
-        if addr.tls {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("{addr}: amqps (TLS) is not supported by this version yet"),
-            ));
-        }
+        let use_tls = addr.tls || opts.tls.enabled || opts.tls.upgrade;
+        let tls_config = if use_tls {
+            Some(opts.tls.build()?)
+        } else {
+            None
+        };
         let target = format!("{}:{}", addr.host, addr.port);
         let tcp =
             match tokio::time::timeout(opts.connect_timeout, connect_tcp(&addr.host, addr.port))
@@ -74,7 +75,25 @@ impl Container {
                     ))
                 }
             };
-        let conn = self.connect_with_io(tcp, opts).await?;
+        let io: BoxIo = match tls_config {
+            Some(config) => {
+                let handshake = tls::connect(tcp, &addr.host, config, opts.tls.upgrade, &target);
+                match tokio::time::timeout(opts.open_timeout, handshake).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "TLS handshake with {target} not done within {:?}",
+                                opts.open_timeout
+                            ),
+                        ))
+                    }
+                }
+            }
+            None => Box::new(tcp),
+        };
+        let conn = self.run_over(io, &opts, use_tls).await?;
         tracing::debug!(peer = %target, remote = %conn.remote_container_id(), "connected");
         Ok(conn)
     }
@@ -83,16 +102,30 @@ impl Container {
     /// `AsyncRead + AsyncWrite`: a Unix socket, a tunnel, an in-memory
     /// `tokio::io::duplex` pipe in tests). The options' URL, if any, gives
     /// the host name sent in open and SASL and the credentials; it is not
-    /// connected to. Resolves once the peer's open has arrived.
+    /// connected to, and the TLS options are not applied (wrap the stream
+    /// yourself; it then counts as unencrypted for
+    /// [`allow_insecure_mechs`](ConnectOptions::allow_insecure_mechs)).
+    /// Resolves once the peer's open has arrived.
     pub async fn connect_with_io(
         &self,
         io: impl Io,
         options: impl Into<ConnectOptions>,
     ) -> Result<Connection, Error> {
-        let opts = options.into();
+        self.run_over(Box::new(io), &options.into(), false).await
+    }
+
+    /// The engine over `io`, until the peer's open; `encrypted` says
+    /// whether `io` is TLS (for the choice of SASL mechanism).
+    async fn run_over(
+        &self,
+        io: BoxIo,
+        opts: &ConnectOptions,
+        encrypted: bool,
+    ) -> Result<Connection, Error> {
         let addr = opts.address().ok().cloned();
+        let outcome = Arc::new(Mutex::new(None));
         let sasl = if opts.sasl_enabled {
-            Sasl::Client {
+            Sasl::Client(Arc::new(ClientSasl {
                 user: opts
                     .user
                     .clone()
@@ -102,7 +135,11 @@ impl Container {
                     .clone()
                     .or(addr.as_ref().and_then(|a| a.password.clone())),
                 allowed: opts.allowed_mechs.clone(),
-            }
+                allow_insecure: opts.allow_insecure_mechs,
+                encrypted,
+                client_cert: encrypted && opts.tls.has_client_cert(),
+                outcome: outcome.clone(),
+            }))
         } else {
             Sasl::Disabled
         };
@@ -128,8 +165,11 @@ impl Container {
             attach_timeout: Some(opts.attach_timeout),
             ..Default::default()
         };
-        let mut started = start(Side::Client, config, Box::new(io), None);
-        let remote = started.opened().await?;
+        let mut started = start(Side::Client, config, io, None);
+        let remote = match started.opened().await {
+            Ok(r) => r,
+            Err(e) => return Err(handshake_error(e, &outcome)),
+        };
         Ok(started.into_connection(
             remote,
             Defaults {
@@ -144,6 +184,23 @@ impl Container {
     /// (`[::]` for IPv6, port 0 for any free port) or [`ListenOptions`].
     pub async fn listen(&self, options: impl Into<ListenOptions>) -> Result<Listener, Error> {
         Listener::bind(self.id.to_string(), options.into()).await
+    }
+}
+
+/// Gives start-up failures their precise kind: TLS required by the
+/// server, or the SASL outcome code of a failed authentication.
+fn handshake_error(e: Error, outcome: &Mutex<Option<SaslCode>>) -> Error {
+    if e.condition() == Some(proto::TLS_REQUIRED.as_str()) {
+        return Error::new(
+            ErrorKind::TlsRequired,
+            e.description().unwrap_or("the server requires TLS"),
+        );
+    }
+    match *outcome.lock().unwrap() {
+        Some(code) if code != SaslCode::Ok && e.kind() == &ErrorKind::Authentication => {
+            e.with_sasl_code(code)
+        }
+        _ => e,
     }
 }
 

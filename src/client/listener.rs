@@ -2,16 +2,21 @@
 //! accepted or refused.
 
 use super::connection::{start, Connection, Defaults, Started};
+use super::sasl::{parse_mechs, AuthInfo, Authenticator, ServerSasl};
 use crate::error::{Error, ErrorKind};
 use crate::frame::{AmqpError, Open};
-use crate::proto::{self, PlainAuthenticator, Sasl, Side};
+use crate::proto::{self, Sasl, Side};
+use crate::transport::delay::DelayOnFlag;
+use crate::transport::tls::{self, Pem, ServerTlsOptions};
 use crate::transport::Address;
 use crate::types::{Map, Symbol};
 use futures::Stream;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -32,9 +37,13 @@ pub struct ListenOptions {
     pub(crate) handshake_timeout: Duration,
     pub(crate) credit_window: u32,
     pub(crate) max_in_flight: usize,
-    pub(crate) anonymous: bool,
-    pub(crate) plain: Option<PlainAuthenticator>,
-    pub(crate) sasl_required: bool,
+    pub(crate) anonymous: Option<bool>,
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    pub(crate) mechanisms: Option<Vec<String>>,
+    pub(crate) sasl_required: Option<bool>,
+    pub(crate) auth_failure_delay: Duration,
+    pub(crate) tls: ServerTlsOptions,
+    pub(crate) error: Option<Error>,
 }
 
 impl fmt::Debug for ListenOptions {
@@ -45,6 +54,12 @@ impl fmt::Debug for ListenOptions {
             .field("max_frame_size", &self.max_frame_size)
             .field("max_connections", &self.max_connections)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("anonymous", &self.anonymous)
+            .field("authenticator", &self.authenticator.is_some())
+            .field("mechanisms", &self.mechanisms)
+            .field("sasl_required", &self.sasl_required)
+            .field("auth_failure_delay", &self.auth_failure_delay)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -65,9 +80,13 @@ impl ListenOptions {
             handshake_timeout: Duration::from_secs(10),
             credit_window: 10,
             max_in_flight: 1024,
-            anonymous: true,
-            plain: None,
-            sasl_required: false,
+            anonymous: None,
+            authenticator: None,
+            mechanisms: None,
+            sasl_required: None,
+            auth_failure_delay: Duration::ZERO,
+            tls: ServerTlsOptions::default(),
+            error: None,
         }
     }
 
@@ -144,30 +163,174 @@ impl ListenOptions {
         self
     }
 
-    /// Whether SASL ANONYMOUS is offered. Default: true.
+    /// Whether SASL ANONYMOUS is offered. Default: true without an
+    /// authenticator, false with one.
     #[must_use]
     pub fn sasl_anonymous(mut self, on: bool) -> Self {
-        self.anonymous = on;
+        self.anonymous = Some(on);
         self
     }
 
-    /// Offers SASL PLAIN, checking credentials with `check(user, password)`.
-    /// Default: PLAIN not offered.
+    /// Offers SASL PLAIN (and nothing stronger), checking credentials with
+    /// `check(user, password)`: a shorthand for
+    /// `authenticator(check).sasl_mechanisms("PLAIN")`. Default: PLAIN not
+    /// offered.
     #[must_use]
     pub fn sasl_plain(
         mut self,
         check: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.plain = Some(Arc::new(check));
+        self.authenticator = Some(Arc::new(check));
+        self.mechanisms = Some(vec!["PLAIN".into()]);
         self
     }
 
-    /// Whether clients must authenticate with SASL (else they may skip the
-    /// SASL layer). Default: false.
+    /// Checks clients' credentials with `authenticator` (for example
+    /// [`Users`](crate::Users)). With one, the listener offers
+    /// SCRAM-SHA-512, SCRAM-SHA-256, SCRAM-SHA-1 and PLAIN (see
+    /// [`sasl_mechanisms`](Self::sasl_mechanisms)), EXTERNAL to clients
+    /// that presented a verified certificate, requires SASL (see
+    /// [`sasl_required`](Self::sasl_required)) and stops offering
+    /// ANONYMOUS unless [`sasl_anonymous`](Self::sasl_anonymous) turns it
+    /// back on. Default: none.
+    #[must_use]
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// The SASL mechanisms offered, space-separated, in order of
+    /// preference (for example `"SCRAM-SHA-256 PLAIN"`). Password
+    /// mechanisms need an [`authenticator`](Self::authenticator); EXTERNAL
+    /// is offered only to clients with a verified certificate; listing
+    /// ANONYMOUS enables it. An unsupported name makes `listen` fail with
+    /// `InvalidArgument` naming the supported ones. Default: see
+    /// [`authenticator`](Self::authenticator).
+    #[must_use]
+    pub fn sasl_mechanisms(mut self, mechs: impl AsRef<str>) -> Self {
+        match parse_mechs(mechs.as_ref()) {
+            Ok(m) => self.mechanisms = Some(m),
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// Whether clients must authenticate with SASL; when false, a client
+    /// may skip the SASL layer by sending the plain AMQP header. Default:
+    /// true with an authenticator (a client could otherwise bypass it),
+    /// false without.
     #[must_use]
     pub fn sasl_required(mut self, on: bool) -> Self {
-        self.sasl_required = on;
+        self.sasl_required = Some(on);
         self
+    }
+
+    /// How long to wait before answering a failed authentication, so that
+    /// guessing passwords is slow (each failure is also logged at `warn`
+    /// with the peer's address). Default: no delay.
+    #[must_use]
+    pub fn auth_failure_delay(mut self, delay: Duration) -> Self {
+        self.auth_failure_delay = delay;
+        self
+    }
+
+    /// Serves TLS with this certificate chain and private key (PEM files).
+    /// Clients must then use TLS (TLS-first, as `amqps`, or the AMQP TLS
+    /// header upgrade), unless [`tls_optional`](Self::tls_optional).
+    /// Default: no TLS.
+    #[must_use]
+    pub fn tls_cert_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls.cert = Some((Pem::File(cert.into()), Pem::File(key.into())));
+        self
+    }
+
+    /// Serves TLS with this certificate chain and private key (PEM bytes).
+    /// Default: no TLS.
+    #[must_use]
+    pub fn tls_cert_pem(mut self, cert: impl AsRef<[u8]>, key: impl AsRef<[u8]>) -> Self {
+        self.tls.cert = Some((
+            Pem::Bytes(Arc::from(cert.as_ref())),
+            Pem::Bytes(Arc::from(key.as_ref())),
+        ));
+        self
+    }
+
+    /// Asks TLS clients for a certificate signed by a CA in this PEM file
+    /// (optional unless [`tls_require_client_cert`](Self::tls_require_client_cert)).
+    /// Default: client certificates are not asked for.
+    #[must_use]
+    pub fn tls_client_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.client_ca.push(Pem::File(path.into()));
+        self
+    }
+
+    /// Asks TLS clients for a certificate signed by a CA in these PEM
+    /// bytes. Default: client certificates are not asked for.
+    #[must_use]
+    pub fn tls_client_ca_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.tls.client_ca.push(Pem::Bytes(Arc::from(pem.as_ref())));
+        self
+    }
+
+    /// Whether a client certificate is required (the handshake fails
+    /// without one). Needs a client CA. Default: false (asked for, not
+    /// required).
+    #[must_use]
+    pub fn tls_require_client_cert(mut self, on: bool) -> Self {
+        self.tls.require_client_cert = on;
+        self
+    }
+
+    /// Whether clients may also connect without TLS when TLS is configured.
+    /// Default: false: a client that sends a plain AMQP or SASL header is
+    /// answered with the TLS header and disconnected (it sees
+    /// `ErrorKind::TlsRequired`).
+    #[must_use]
+    pub fn tls_optional(mut self, on: bool) -> Self {
+        self.tls.optional = on;
+        self
+    }
+
+    /// Uses this rustls configuration as is (the certificate and client-CA
+    /// options are then ignored). Default: built from those options with
+    /// the `ring` provider.
+    #[must_use]
+    pub fn tls_config(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls.config = Some(config);
+        self
+    }
+
+    /// The mechanisms offered to one client.
+    fn offered(&self, client_cert: bool) -> Vec<String> {
+        let anonymous = self.anonymous.unwrap_or(self.authenticator.is_none());
+        let has_auth = self.authenticator.is_some();
+        let mut list: Vec<String> = match &self.mechanisms {
+            Some(m) => m.clone(),
+            None => [
+                "SCRAM-SHA-512",
+                "SCRAM-SHA-256",
+                "SCRAM-SHA-1",
+                "EXTERNAL",
+                "PLAIN",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        };
+        let explicit_anonymous = self
+            .mechanisms
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|x| x == "ANONYMOUS"));
+        list.retain(|m| match m.as_str() {
+            "EXTERNAL" => client_cert,
+            "ANONYMOUS" => anonymous || self.anonymous.is_none(),
+            "GSSAPI" => true,
+            _ => has_auth,
+        });
+        if anonymous && !explicit_anonymous && !list.iter().any(|m| m == "ANONYMOUS") {
+            list.push("ANONYMOUS".into());
+        }
+        list
     }
 }
 
@@ -201,12 +364,20 @@ impl Drop for Listener {
 impl Listener {
     pub(crate) async fn bind(container_id: String, opts: ListenOptions) -> Result<Listener, Error> {
         let addr = opts.address.clone()?;
-        if addr.tls {
+        if let Some(e) = &opts.error {
+            return Err(e.clone());
+        }
+        if addr.tls && !opts.tls.configured() {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
-                format!("{addr}: amqps (TLS) is not supported by this version yet"),
+                format!("{addr}: an amqps listener needs a certificate (ListenOptions::tls_cert_files or tls_cert_pem)"),
             ));
         }
+        let acceptor = if opts.tls.configured() {
+            Some(tokio_rustls::TlsAcceptor::from(opts.tls.build()?))
+        } else {
+            None
+        };
         let tcp = TcpListener::bind((addr.host.as_str(), addr.port))
             .await
             .map_err(|e| {
@@ -215,7 +386,7 @@ impl Listener {
         let local_addr = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let container_id = opts.container_id.clone().unwrap_or(container_id);
-        let task = tokio::spawn(accept_loop(tcp, tx, container_id, opts));
+        let task = tokio::spawn(accept_loop(tcp, tx, container_id, opts, acceptor));
         tracing::debug!(%local_addr, "listening");
         Ok(Listener {
             local_addr,
@@ -249,7 +420,9 @@ async fn accept_loop(
     tx: mpsc::Sender<IncomingConnection>,
     container_id: String,
     opts: ListenOptions,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
 ) {
+    let opts = Arc::new(opts);
     let limit = Arc::new(Semaphore::new(opts.max_connections));
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
@@ -264,49 +437,102 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let config = proto::Config {
-            container_id: container_id.clone(),
-            max_frame_size: opts.max_frame_size,
-            channel_max: opts.channel_max,
-            idle_timeout: opts.idle_timeout,
-            max_message_size: opts.max_message_size,
-            max_sessions: opts.max_sessions,
-            max_links_per_session: opts.max_links_per_session,
-            sasl: Sasl::Server {
-                anonymous: opts.anonymous,
-                plain: opts.plain.clone(),
-                optional: !opts.sasl_required,
-            },
-            // A peer that does not open within the handshake timeout gets
-            // a close with amqp:resource-limit-exceeded and the reason.
-            open_timeout: Some(opts.handshake_timeout),
-            ..Default::default()
-        };
-        let mut started = start(Side::Server, config, Box::new(stream), Some(permit));
         let tx = tx.clone();
-        let defaults = Defaults {
-            attach_timeout: proto::Config::default()
-                .attach_timeout
-                .unwrap_or(Duration::from_secs(15)),
-            credit_window: opts.credit_window,
-            max_in_flight: opts.max_in_flight,
-        };
+        let opts = opts.clone();
+        let acceptor = acceptor.clone();
+        let container_id = container_id.clone();
         tokio::spawn(async move {
-            match started.opened().await {
-                Ok(remote) => {
-                    let incoming = IncomingConnection {
-                        started: Some(started),
-                        remote,
-                        peer,
-                        defaults,
-                    };
-                    let _ = tx.send(incoming).await;
+            let timeout = opts.handshake_timeout;
+            let required = !opts.tls.optional;
+            let accepted =
+                tokio::time::timeout(timeout, tls::accept(stream, acceptor.as_ref(), required))
+                    .await;
+            let accepted = match accepted {
+                Ok(Ok(a)) => a,
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "TLS set-up with a client failed");
+                    return;
                 }
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "incoming connection failed to open");
+                Err(_) => {
+                    tracing::debug!(%peer, "no TLS handshake within the handshake timeout");
+                    return;
                 }
-            }
+            };
+            serve(accepted, peer, permit, tx, container_id, &opts).await;
         });
+    }
+}
+
+/// Runs the engine over a connection whose transport is set up, until the
+/// peer's open (or failure).
+async fn serve(
+    accepted: tls::Accepted,
+    peer: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    tx: mpsc::Sender<IncomingConnection>,
+    container_id: String,
+    opts: &ListenOptions,
+) {
+    let failed = Arc::new(AtomicBool::new(false));
+    let auth = Arc::new(Mutex::new(None));
+    let client_cert = accepted.peer_subject.is_some();
+    let sasl = ServerSasl {
+        mechanisms: opts.offered(client_cert),
+        authenticator: opts.authenticator.clone(),
+        external: accepted.peer_subject.clone(),
+        optional: !opts.sasl_required.unwrap_or(opts.authenticator.is_some()),
+        peer,
+        result: auth.clone(),
+        failed: failed.clone(),
+    };
+    let config = proto::Config {
+        container_id,
+        max_frame_size: opts.max_frame_size,
+        channel_max: opts.channel_max,
+        idle_timeout: opts.idle_timeout,
+        max_message_size: opts.max_message_size,
+        max_sessions: opts.max_sessions,
+        max_links_per_session: opts.max_links_per_session,
+        sasl: Sasl::Server(Arc::new(sasl)),
+        // A peer that does not open within the handshake timeout gets
+        // a close with amqp:resource-limit-exceeded and the reason.
+        open_timeout: Some(opts.handshake_timeout),
+        ..Default::default()
+    };
+    let io: crate::transport::BoxIo = if opts.auth_failure_delay.is_zero() {
+        accepted.io
+    } else {
+        Box::new(DelayOnFlag::new(
+            accepted.io,
+            failed,
+            opts.auth_failure_delay,
+        ))
+    };
+    let mut started = start(Side::Server, config, io, Some(permit));
+    let defaults = Defaults {
+        attach_timeout: proto::Config::default()
+            .attach_timeout
+            .unwrap_or(Duration::from_secs(15)),
+        credit_window: opts.credit_window,
+        max_in_flight: opts.max_in_flight,
+    };
+    match started.opened().await {
+        Ok(remote) => {
+            let auth = auth.lock().unwrap().clone();
+            let incoming = IncomingConnection {
+                started: Some(started),
+                remote,
+                peer,
+                defaults,
+                auth,
+                tls: accepted.tls,
+                peer_subject: accepted.peer_subject,
+            };
+            let _ = tx.send(incoming).await;
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "incoming connection failed to open");
+        }
     }
 }
 
@@ -317,6 +543,9 @@ pub struct IncomingConnection {
     remote: Box<Open>,
     peer: SocketAddr,
     defaults: Defaults,
+    auth: Option<AuthInfo>,
+    tls: bool,
+    peer_subject: Option<String>,
 }
 
 impl fmt::Debug for IncomingConnection {
@@ -324,6 +553,9 @@ impl fmt::Debug for IncomingConnection {
         f.debug_struct("IncomingConnection")
             .field("peer", &self.peer)
             .field("remote_container_id", &self.remote.container_id)
+            .field("user", &self.user())
+            .field("sasl_mechanism", &self.sasl_mechanism())
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -332,6 +564,30 @@ impl IncomingConnection {
     /// The peer's socket address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The identity SASL authenticated: the user name (PLAIN, SCRAM),
+    /// the client certificate's subject (EXTERNAL, for example
+    /// `CN=alice,O=Example`), or `anonymous`. `None` if the client skipped
+    /// SASL (allowed only when SASL is not required).
+    pub fn user(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.identity.as_str())
+    }
+
+    /// The SASL mechanism the client authenticated with, if any.
+    pub fn sasl_mechanism(&self) -> Option<&str> {
+        self.auth.as_ref().map(|a| a.mechanism.as_str())
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The subject of the client's verified TLS certificate, if it
+    /// presented one.
+    pub fn peer_certificate_subject(&self) -> Option<&str> {
+        self.peer_subject.as_deref()
     }
 
     /// The peer's container id.

@@ -2,9 +2,12 @@
 //! `#[must_use]`, with the defaults documented on each.
 
 use crate::error::{Error, ErrorKind};
-use crate::transport::Address;
+use crate::transport::tls::{ClientTlsOptions, Pem};
+use crate::transport::{Address, TlsVerify};
 use crate::types::{Map, Symbol, Value};
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How to connect: where, as whom, and with which limits.
@@ -20,6 +23,8 @@ pub struct ConnectOptions {
     pub(crate) hostname: Option<String>,
     pub(crate) sasl_enabled: bool,
     pub(crate) allowed_mechs: Option<Vec<String>>,
+    pub(crate) allow_insecure_mechs: bool,
+    pub(crate) tls: ClientTlsOptions,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_frame_size: u32,
     pub(crate) channel_max: u16,
@@ -46,6 +51,8 @@ impl Default for ConnectOptions {
             hostname: None,
             sasl_enabled: true,
             allowed_mechs: None,
+            allow_insecure_mechs: true,
+            tls: ClientTlsOptions::default(),
             idle_timeout: None,
             max_frame_size: 65536,
             channel_max: 32767,
@@ -74,6 +81,8 @@ impl fmt::Debug for ConnectOptions {
             .field("hostname", &self.hostname)
             .field("sasl_enabled", &self.sasl_enabled)
             .field("allowed_mechs", &self.allowed_mechs)
+            .field("allow_insecure_mechs", &self.allow_insecure_mechs)
+            .field("tls", &self.tls)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_frame_size", &self.max_frame_size)
             .field("channel_max", &self.channel_max)
@@ -142,17 +151,125 @@ impl ConnectOptions {
         self
     }
 
-    /// The SASL mechanisms allowed, space-separated (for example
-    /// `"PLAIN ANONYMOUS"`). Default: any this crate supports.
+    /// The SASL mechanisms allowed, space-separated, like Proton's
+    /// `allowed_mechs` (for example `"SCRAM-SHA-256 PLAIN"`); the client
+    /// picks the strongest one that the server also offers. A name this
+    /// build does not support (misspelt, or GSSAPI without the `gssapi`
+    /// feature) makes `connect` fail with `InvalidArgument` naming the
+    /// supported ones. Default: any supported mechanism that can carry the
+    /// credentials given (with a user: SCRAM-SHA-512/256/1 or PLAIN, never
+    /// ANONYMOUS; without: EXTERNAL with a client certificate, else
+    /// ANONYMOUS).
     #[must_use]
     pub fn allowed_mechs(mut self, mechs: impl AsRef<str>) -> Self {
-        self.allowed_mechs = Some(
-            mechs
-                .as_ref()
-                .split_whitespace()
-                .map(str::to_string)
-                .collect(),
-        );
+        match super::sasl::parse_mechs(mechs.as_ref()) {
+            Ok(m) => self.allowed_mechs = Some(m),
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// Whether mechanisms that send the password in clear text (PLAIN) may
+    /// be used on a connection without TLS, like Proton's
+    /// `allow_insecure_mechs`. Default: true, as in Proton Python, so that
+    /// `amqp://guest:guest@host` works as users expect; turn it off to
+    /// keep passwords off unencrypted connections (SCRAM is still allowed:
+    /// it never sends the password).
+    #[must_use]
+    pub fn allow_insecure_mechs(mut self, allow: bool) -> Self {
+        self.allow_insecure_mechs = allow;
+        self
+    }
+
+    /// Uses TLS even with an `amqp://` URL (TLS-first, on the URL's port).
+    /// Default: TLS only for `amqps://` URLs (port 5671 by default).
+    #[must_use]
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls.enabled = on;
+        self
+    }
+
+    /// Starts TLS with the AMQP TLS protocol header (`AMQP 2 1 0 0`, spec
+    /// 5.2.1) instead of TLS-first: the client sends the header, the server
+    /// echoes it, then the TLS handshake runs. Implies [`tls`](Self::tls).
+    /// Default: off (TLS-first, as most brokers expect on 5671).
+    #[must_use]
+    pub fn tls_upgrade(mut self, on: bool) -> Self {
+        self.tls.upgrade = on;
+        self
+    }
+
+    /// Trusts the CA certificates in this PEM file, in addition to the
+    /// platform's roots. Default: the platform's roots only (the system
+    /// store, or the file `SSL_CERT_FILE` names).
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca.push(Pem::File(path.into()));
+        self
+    }
+
+    /// Trusts the CA certificates in these PEM bytes, in addition to the
+    /// platform's roots.
+    #[must_use]
+    pub fn tls_ca_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.tls.ca.push(Pem::Bytes(Arc::from(pem.as_ref())));
+        self
+    }
+
+    /// Presents this client certificate (PEM chain file and PEM private key
+    /// file) for mutual TLS; SASL EXTERNAL can then authenticate with it.
+    /// Default: none.
+    #[must_use]
+    pub fn tls_client_cert_files(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls.client_cert = Some((Pem::File(cert.into()), Pem::File(key.into())));
+        self
+    }
+
+    /// Presents this client certificate (PEM chain and PEM private key
+    /// bytes) for mutual TLS. Default: none.
+    #[must_use]
+    pub fn tls_client_cert_pem(mut self, cert: impl AsRef<[u8]>, key: impl AsRef<[u8]>) -> Self {
+        self.tls.client_cert = Some((
+            Pem::Bytes(Arc::from(cert.as_ref())),
+            Pem::Bytes(Arc::from(key.as_ref())),
+        ));
+        self
+    }
+
+    /// How the server's certificate is checked. Default:
+    /// [`TlsVerify::PeerName`], the chain and the host name of the URL
+    /// (never a name the peer sends).
+    #[must_use]
+    pub fn tls_verify(mut self, verify: TlsVerify) -> Self {
+        self.tls.verify = verify;
+        self
+    }
+
+    /// DANGER, development only: accepts any server certificate, so that
+    /// anyone between client and server can read and change the traffic
+    /// (Proton's `ANONYMOUS_PEER`). The same as
+    /// `tls_verify(TlsVerify::DangerAcceptInvalidCerts)`. Default: false.
+    #[must_use]
+    pub fn danger_accept_invalid_certs(mut self, on: bool) -> Self {
+        self.tls.verify = if on {
+            TlsVerify::DangerAcceptInvalidCerts
+        } else {
+            TlsVerify::PeerName
+        };
+        self
+    }
+
+    /// Uses this rustls configuration as is, for anything the options
+    /// above don't cover; the CA, client certificate and verify options are
+    /// then ignored. The server name is still the URL's host. Default:
+    /// built from the options above with the `ring` provider.
+    #[must_use]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls.config = Some(config);
         self
     }
 

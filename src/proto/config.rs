@@ -1,5 +1,6 @@
 //! Engine configuration: what a connection announces and what it allows.
 
+use super::sasl::{SaslClientProvider, SaslServerProvider};
 use crate::types::{Map, Symbol};
 use std::fmt;
 use std::sync::Arc;
@@ -15,59 +16,32 @@ pub enum Side {
     Server,
 }
 
-/// A check of PLAIN credentials on the server side: `(user, password) -> ok`.
-pub type PlainAuthenticator = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+/// The condition a client engine reports (locally, never sent) when the
+/// server answers its header with the AMQP TLS header: TLS is required.
+pub const TLS_REQUIRED: Symbol = Symbol::from_static("aqueduct:tls-required");
 
-/// SASL settings of the engine.
+/// SASL settings of the engine. The mechanisms themselves come from a
+/// provider (see [`SaslClientProvider`] and [`SaslServerProvider`]); the
+/// engine only frames the exchange.
 #[derive(Clone, Default)]
 pub enum Sasl {
     /// No SASL layer: the AMQP header is sent directly. On a server, a peer
     /// that asks for SASL is refused.
     #[default]
     Disabled,
-    /// As a client: PLAIN when a user is set, else ANONYMOUS, limited to
-    /// `allowed` mechanisms if given.
-    Client {
-        /// The user name (authcid) for PLAIN.
-        user: Option<String>,
-        /// The password for PLAIN.
-        password: Option<String>,
-        /// Mechanisms allowed; `None` allows ANONYMOUS and PLAIN.
-        allowed: Option<Vec<String>>,
-    },
-    /// As a server: offer ANONYMOUS (if `anonymous`) and PLAIN (if an
-    /// authenticator is set), and also accept peers that skip SASL when
-    /// `optional`.
-    Server {
-        /// Whether ANONYMOUS is offered.
-        anonymous: bool,
-        /// The check of PLAIN credentials; `None` means PLAIN is not offered.
-        plain: Option<PlainAuthenticator>,
-        /// Whether a peer may skip the SASL layer.
-        optional: bool,
-    },
+    /// As a client: run SASL, choosing a mechanism with this provider.
+    Client(Arc<dyn SaslClientProvider>),
+    /// As a server: offer the provider's mechanisms. A peer that skips SASL
+    /// is admitted only if the provider says SASL is optional.
+    Server(Arc<dyn SaslServerProvider>),
 }
 
 impl fmt::Debug for Sasl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Sasl::Disabled => f.write_str("Disabled"),
-            Sasl::Client { user, allowed, .. } => f
-                .debug_struct("Client")
-                .field("user", user)
-                .field("password", &"<redacted>")
-                .field("allowed", allowed)
-                .finish(),
-            Sasl::Server {
-                anonymous,
-                plain,
-                optional,
-            } => f
-                .debug_struct("Server")
-                .field("anonymous", anonymous)
-                .field("plain", &plain.is_some())
-                .field("optional", optional)
-                .finish(),
+            Sasl::Client(p) => f.debug_tuple("Client").field(p).finish(),
+            Sasl::Server(p) => f.debug_tuple("Server").field(p).finish(),
         }
     }
 }

@@ -117,17 +117,9 @@ impl Connection {
         };
         if side == Side::Client {
             match &c.config.sasl {
-                Sasl::Client {
-                    user,
-                    password,
-                    allowed,
-                } => {
-                    c.sasl_client = Some(SaslClient::new(
-                        user.clone(),
-                        password.clone(),
-                        allowed.clone(),
-                        c.config.hostname.clone(),
-                    ));
+                Sasl::Client(provider) => {
+                    c.sasl_client =
+                        Some(SaslClient::new(provider.clone(), c.config.hostname.clone()));
                     c.output.extend_from_slice(&ProtocolId::Sasl.header());
                     c.phase = Phase::Header {
                         expect: Some(ProtocolId::Sasl),

@@ -18,6 +18,14 @@ impl Connection {
     ) -> Result<(), Fatal> {
         if let Some(want) = expect {
             if want != id {
+                if id == ProtocolId::Tls {
+                    self.stop(
+                        super::config::TLS_REQUIRED,
+                        "the server requires TLS: it answered with the AMQP TLS protocol \
+                         header (use an amqps:// URL or the TLS header upgrade)",
+                    );
+                    return Ok(());
+                }
                 let desc = if want == ProtocolId::Sasl {
                     "the peer does not support SASL".to_string()
                 } else {
@@ -35,13 +43,8 @@ impl Connection {
         }
         // Server: answer the client's header.
         match (id, &self.config.sasl) {
-            (
-                ProtocolId::Sasl,
-                Sasl::Server {
-                    anonymous, plain, ..
-                },
-            ) if !self.sasl_done => {
-                let server = SaslServer::new(*anonymous, plain.clone());
+            (ProtocolId::Sasl, Sasl::Server(provider)) if !self.sasl_done => {
+                let server = SaslServer::new(provider.clone());
                 self.output.extend_from_slice(&ProtocolId::Sasl.header());
                 self.write_sasl(&SaslFrame::Mechanisms(server.mechanisms()));
                 self.sasl_server = Some(server);
@@ -49,8 +52,8 @@ impl Connection {
             }
             (ProtocolId::Amqp, sasl)
                 if self.sasl_done
-                    || matches!(sasl, Sasl::Disabled | Sasl::Client { .. })
-                    || matches!(sasl, Sasl::Server { optional: true, .. }) =>
+                    || matches!(sasl, Sasl::Disabled | Sasl::Client(_))
+                    || matches!(sasl, Sasl::Server(p) if p.optional()) =>
             {
                 self.send_amqp_header();
                 self.phase = Phase::Amqp;
@@ -70,7 +73,7 @@ impl Connection {
     /// Server: writes the header we support (SASL if we run it), to
     /// answer a header we don't.
     pub(super) fn answer_with_our_header(&mut self) {
-        let ours = if matches!(self.config.sasl, Sasl::Server { .. }) && !self.sasl_done {
+        let ours = if matches!(self.config.sasl, Sasl::Server(_)) && !self.sasl_done {
             ProtocolId::Sasl
         } else {
             ProtocolId::Amqp

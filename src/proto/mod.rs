@@ -41,10 +41,14 @@ mod settlement;
 mod store;
 mod timers;
 
-pub use config::{Config, PlainAuthenticator, Sasl, Side};
+pub use config::{Config, Sasl, Side, TLS_REQUIRED};
 pub use connection::Connection;
 pub use event::{DeliveryId, Event, LinkId, SendId, SessionId};
 pub use link::Payload;
+pub use sasl::{
+    SaslClientMechanism, SaslClientProvider, SaslCode, SaslServerMechanism, SaslServerProvider,
+    SaslServerStep,
+};
 
 #[cfg(test)]
 mod tests;

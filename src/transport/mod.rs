@@ -1,8 +1,12 @@
-//! The byte streams under the engine: URL handling and TCP now; TLS
-//! (tokio-rustls) plugs in here as another [`Io`] implementation.
+//! The byte streams under the engine: URL handling, TCP, and TLS
+//! (tokio-rustls) as another [`Io`] implementation.
 
+pub(crate) mod delay;
+pub(crate) mod tls;
 mod url;
+mod x509;
 
+pub use self::tls::TlsVerify;
 pub use self::url::Address;
 
 use tokio::io::{AsyncRead, AsyncWrite};
