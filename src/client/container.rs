@@ -168,7 +168,14 @@ impl Container {
         let mut started = start(Side::Client, config, io, None);
         let remote = match started.opened().await {
             Ok(r) => r,
-            Err(e) => return Err(handshake_error(e, &outcome)),
+            Err(e) => {
+                if use_tls {
+                    if let Some(t) = tls::find_rustls(&e) {
+                        return Err(tls::from_rustls(t, &target));
+                    }
+                }
+                return Err(handshake_error(e, &outcome));
+            }
         };
         Ok(started.into_connection(
             remote,

@@ -568,7 +568,7 @@ impl IncomingConnection {
 
     /// The identity SASL authenticated: the user name (PLAIN, SCRAM),
     /// the client certificate's subject (EXTERNAL, for example
-    /// `CN=alice,O=Example`), or `anonymous`. `None` if the client skipped
+    /// `O=Example,CN=alice`), or `anonymous`. `None` if the client skipped
     /// SASL (allowed only when SASL is not required).
     pub fn user(&self) -> Option<&str> {
         self.auth.as_ref().map(|a| a.identity.as_str())

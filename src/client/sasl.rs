@@ -395,7 +395,7 @@ pub trait Authenticator: Send + Sync + 'static {
     }
 
     /// EXTERNAL: whether the client whose (already verified) TLS
-    /// certificate has this subject (for example `CN=alice,O=Example`) is
+    /// certificate has this subject (for example `O=Example,CN=alice`) is
     /// admitted. Default: true, any certificate the TLS layer trusts.
     fn check_external(&self, subject: &str) -> bool {
         let _ = subject;

@@ -288,8 +288,36 @@ pub(crate) fn handshake_error(e: io::Error, target: &str) -> Error {
         let desc = format!("TLS handshake with {target} failed: {e}");
         return Error::new(kind, desc).with_source(e);
     };
+    from_rustls(t, target)
+}
+
+/// A typed error from a rustls failure (during or after the handshake:
+/// with TLS 1.3 a refused client certificate shows on the first read).
+pub(crate) fn from_rustls(t: rustls::Error, target: &str) -> Error {
+    let (kind, why) = classify(&t);
+    Error::new(kind, format!("{target}: {why}: {t}")).with_source(t)
+}
+
+/// Finds a rustls failure among the causes of `e`.
+pub(crate) fn find_rustls(e: &Error) -> Option<rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<rustls::Error>() {
+            return Some(t.clone());
+        }
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Some(t.clone());
+            }
+        }
+        cur = c.source();
+    }
+    None
+}
+
+fn classify(t: &rustls::Error) -> (ErrorKind, &'static str) {
     use CertificateError as C;
-    let (kind, why) = match &t {
+    match t {
         rustls::Error::InvalidCertificate(
             C::NotValidForName | C::NotValidForNameContext { .. },
         ) => (
@@ -323,8 +351,7 @@ pub(crate) fn handshake_error(e: io::Error, target: &str) -> Error {
             (ErrorKind::Tls, "the peer does not speak TLS on this port")
         }
         _ => (ErrorKind::Tls, "TLS handshake failed"),
-    };
-    Error::new(kind, format!("{target}: {why}: {t}")).with_source(t)
+    }
 }
 
 /// Client: runs TLS over `tcp` (after the header upgrade if asked),

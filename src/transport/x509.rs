@@ -1,5 +1,5 @@
 //! Just enough DER to read a certificate's subject name, for SASL
-//! EXTERNAL: `CN=alice,O=Example` (RFC 4514 order: most specific first).
+//! EXTERNAL: `O=Example,CN=alice` (RFC 4514 order: the last RDN of the DER sequence first, as OpenSSL prints with XN_FLAG_RFC2253).
 //! The certificate was verified by rustls before it gets here.
 
 /// One DER element: (tag, contents, rest).
