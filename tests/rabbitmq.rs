@@ -144,6 +144,7 @@ async fn rabbitmq() {
     refused_addresses(&url).await;
     large_message(&url).await;
     anonymous_sasl(node.port).await;
+    sasl_choices(node.port).await;
 
     drop(node);
 }
@@ -545,4 +546,53 @@ async fn load_100k_window_1000() {
         ReceiverOptions::new(q.as_str()).credit_window(1000),
     )
     .await;
+}
+
+/// The client's SASL choices against what RabbitMQ offers (PLAIN, AMQPLAIN
+/// and ANONYMOUS; no SCRAM): PLAIN asked for explicitly, the outcome code
+/// of a wrong password, insecure mechanisms refused on plain TCP, and no
+/// common mechanism.
+async fn sasl_choices(port: u16) {
+    const STEP: &str = "sasl choices";
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}");
+    let opts = ConnectOptions::new().url(&url).allowed_mechs("PLAIN");
+    let conn = within(STEP, aqueduct::connect(opts))
+        .await
+        .unwrap_or_else(|e| panic!("[{STEP}] PLAIN guest/guest: {e}"));
+    conn.close().await.unwrap();
+
+    let opts = ConnectOptions::new()
+        .url(format!("amqp://guest:wrong@127.0.0.1:{port}"))
+        .allowed_mechs("PLAIN");
+    let err = within(STEP, aqueduct::connect(opts))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(err.kind(), &ErrorKind::Authentication, "[{STEP}] {err}");
+    assert_eq!(
+        err.sasl_code(),
+        Some(aqueduct::SaslCode::Auth),
+        "[{STEP}] {err}"
+    );
+
+    let opts = ConnectOptions::new().url(&url).allow_insecure_mechs(false);
+    let err = within(STEP, aqueduct::connect(opts))
+        .await
+        .expect_err("PLAIN refused without TLS");
+    assert_eq!(err.kind(), &ErrorKind::Authentication, "[{STEP}] {err}");
+    assert!(err.to_string().contains("insecure"), "[{STEP}] {err}");
+
+    let opts = ConnectOptions::new()
+        .url(&url)
+        .allowed_mechs("SCRAM-SHA-256");
+    let err = within(STEP, aqueduct::connect(opts))
+        .await
+        .expect_err("no SCRAM on RabbitMQ 3.10");
+    assert_eq!(err.kind(), &ErrorKind::Authentication, "[{STEP}] {err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("server offers [")
+            && text.contains("PLAIN")
+            && text.contains("we allow [SCRAM-SHA-256]"),
+        "[{STEP}] {text}"
+    );
 }
