@@ -422,3 +422,81 @@ async fn proton_client_external_over_mutual_tls_to_our_listener() {
     assert_eq!(mech, "EXTERNAL");
     assert_eq!(user, "CN=interop-client");
 }
+
+/// Our `simple_send` example, built with this test's profile.
+fn simple_send_example() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--example", "simple_send"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("run cargo build --example");
+    assert!(
+        status.success(),
+        "cargo build --example simple_send: {status}"
+    );
+    profile_dir.join("examples").join("simple_send")
+}
+
+/// Runs the example against `url` with `SSL_CERT_FILE` set; exit code and
+/// output.
+async fn run_example(exe: &std::path::Path, url: &str, cert_file: &str) -> (i32, String) {
+    let out = tokio::process::Command::new(exe)
+        .args(["-a", url, "-m", "3"])
+        .env("SSL_CERT_FILE", cert_file)
+        .env_remove("SSL_CERT_DIR")
+        .output();
+    let out = tokio::time::timeout(WAIT, out).await.unwrap().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn example_trusts_ssl_cert_file_like_openssl_tools() {
+    let exe = tokio::task::spawn_blocking(simple_send_example)
+        .await
+        .unwrap();
+    let pki = Pki::new("example");
+    let mut l = aqueduct::listen(
+        ListenOptions::new("amqps://127.0.0.1:0").tls_cert_pem(&pki.server.0, &pki.server.1),
+    )
+    .await
+    .unwrap();
+    let url = format!("amqps://localhost:{}/q", l.local_addr().port());
+    let server = tokio::spawn(async move {
+        let conn = l.next().await.unwrap().accept().unwrap();
+        let mut rx = loop {
+            match conn.next_incoming().await {
+                Some(IncomingEndpoint::Link(link)) => {
+                    break link
+                        .accept_receiver(None, ReceiverOptions::default())
+                        .unwrap()
+                }
+                Some(_) => continue,
+                None => panic!("closed before a link"),
+            }
+        };
+        for _ in 0..3 {
+            rx.next().await.unwrap().unwrap();
+        }
+        l
+    });
+    let (code, out) = run_example(&exe, &url, &pki.path("ca.pem")).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("all messages confirmed"), "{out}");
+    let _l = tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+    // Trusting another CA only, the example names the cause and exits
+    // non-zero.
+    let other = Pki::new("example-other");
+    let (code, out) = run_example(&exe, &url, &other.path("ca.pem")).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("untrusted certificate"), "{out}");
+}
