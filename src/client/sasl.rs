@@ -114,6 +114,9 @@ impl fmt::Debug for ClientSasl {
 struct ClientCallback {
     user: Option<String>,
     password: Option<String>,
+    /// The host we connect to (GSSAPI's target is `amqp@HOST`).
+    #[cfg_attr(not(feature = "gssapi"), allow(dead_code))]
+    hostname: Option<String>,
 }
 
 impl SessionCallback for ClientCallback {
@@ -131,6 +134,13 @@ impl SessionCallback for ClientCallback {
         }
         if self.user.is_none() {
             request.satisfy::<AnonymousToken>("anonymous")?;
+        }
+        #[cfg(feature = "gssapi")]
+        {
+            request.satisfy::<rsasl::mechanisms::gssapi::properties::GssService>("amqp")?;
+            if let Some(h) = &self.hostname {
+                request.satisfy::<rsasl::property::Hostname>(h.as_str())?;
+            }
         }
         Ok(())
     }
@@ -195,7 +205,7 @@ impl SaslClientProvider for ClientSasl {
     fn start(
         &self,
         offered: &[&str],
-        _hostname: Option<&str>,
+        hostname: Option<&str>,
     ) -> Result<Box<dyn SaslClientMechanism>, String> {
         let mech = self.choose(offered)?;
         let config = SASLConfig::builder()
@@ -207,6 +217,7 @@ impl SaslClientProvider for ClientSasl {
                     // an empty one) rather than falling back to ANONYMOUS.
                     self.user.as_ref().map(|_| String::new())
                 }),
+                hostname: hostname.map(str::to_string),
             })
             .map_err(|e| e.to_string())?;
         let session = SASLClient::new(config)
