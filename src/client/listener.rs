@@ -209,6 +209,12 @@ impl ListenOptions {
     #[must_use]
     pub fn sasl_mechanisms(mut self, mechs: impl AsRef<str>) -> Self {
         match parse_mechs(mechs.as_ref()) {
+            Ok(m) if m.iter().any(|x| x == "GSSAPI") => {
+                self.error = Some(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "GSSAPI is supported on the client side only in this version",
+                ))
+            }
             Ok(m) => self.mechanisms = Some(m),
             Err(e) => self.error = Some(e),
         }
@@ -324,7 +330,6 @@ impl ListenOptions {
         list.retain(|m| match m.as_str() {
             "EXTERNAL" => client_cert,
             "ANONYMOUS" => anonymous || self.anonymous.is_none(),
-            "GSSAPI" => true,
             _ => has_auth,
         });
         if anonymous && !explicit_anonymous && !list.iter().any(|m| m == "ANONYMOUS") {
