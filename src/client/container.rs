@@ -93,7 +93,15 @@ impl Container {
             }
             None => Box::new(tcp),
         };
-        let conn = self.run_over(io, &opts, use_tls).await?;
+        // With TLS 1.3 a refused client certificate shows after the
+        // handshake, on the first read: give it its TLS kind too.
+        let conn = match self.run_over(io, &opts, use_tls).await {
+            Err(e) if use_tls => match tls::find_rustls(&e) {
+                Some(t) => return Err(tls::from_rustls(t, &target)),
+                None => return Err(e),
+            },
+            r => r?,
+        };
         tracing::debug!(peer = %target, remote = %conn.remote_container_id(), "connected");
         Ok(conn)
     }
@@ -168,14 +176,7 @@ impl Container {
         let mut started = start(Side::Client, config, io, None);
         let remote = match started.opened().await {
             Ok(r) => r,
-            Err(e) => {
-                if use_tls {
-                    if let Some(t) = tls::find_rustls(&e) {
-                        return Err(tls::from_rustls(t, &target));
-                    }
-                }
-                return Err(handshake_error(e, &outcome));
-            }
+            Err(e) => return Err(handshake_error(e, &outcome)),
         };
         Ok(started.into_connection(
             remote,
