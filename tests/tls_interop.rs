@@ -500,3 +500,87 @@ async fn example_trusts_ssl_cert_file_like_openssl_tools() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("untrusted certificate"), "{out}");
 }
+
+// ---- SCRAM against fe2o3-amqp's acceptor ---------------------------------
+
+fn fe2o3_acceptor() -> PathBuf {
+    let p = std::env::var_os("AQUEDUCT_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers"))
+        .join("bin/fe2o3-acceptor");
+    assert!(
+        p.exists(),
+        "missing peer {} (run scripts/install-peers; see scripts/env.sh)",
+        p.display()
+    );
+    p
+}
+
+/// Starts the fe2o3 acceptor offering `mech` for guest/guest.
+async fn fe2o3(mech: &str) -> (Peer, u16) {
+    let mut child = Command::new(fe2o3_acceptor())
+        .args(["127.0.0.1", "0", mech, "guest", "guest"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fe2o3-acceptor");
+    let (tx, lines) = mpsc::channel();
+    for out in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    let peer = Peer {
+        child,
+        lines,
+        seen: Vec::new(),
+    };
+    let (peer, line) = peer.expect("listening on").await;
+    let port = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    (peer, port)
+}
+
+#[tokio::test]
+async fn scram_against_fe2o3_acceptor() {
+    for mech in ["SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let (peer, port) = fe2o3(mech).await;
+        // The client picks the SCRAM the acceptor offers, with no
+        // allowed_mechs, and verifies its signature.
+        let conn = aqueduct::connect(
+            ConnectOptions::new()
+                .url(format!("amqp://guest:guest@127.0.0.1:{port}"))
+                .allow_insecure_mechs(false),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{mech}: {e}"));
+        let sender = conn.open_sender("q").await.unwrap();
+        sender.send("hello fe2o3").await.unwrap();
+        let mut rx = conn
+            .open_receiver_with(ReceiverOptions::new("q"))
+            .await
+            .unwrap();
+        let d = tokio::time::timeout(WAIT, rx.next())
+            .await
+            .expect("a message from fe2o3")
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.message().body().to_string(), "hello from fe2o3");
+        let _ = conn.close().await;
+        let (peer, line) = peer.expect("received").await;
+        assert!(line.contains("hello fe2o3"), "{mech}: {line}");
+
+        // A wrong password: the auth outcome.
+        let e = aqueduct::connect(format!("amqp://guest:wrong@127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), &ErrorKind::Authentication, "{mech}: {e}");
+        assert_eq!(e.sasl_code(), Some(aqueduct::SaslCode::Auth), "{mech}: {e}");
+        drop(peer);
+    }
+}
