@@ -163,8 +163,7 @@ impl ClientSasl {
             "EXTERNAL" if creds => Err("does not carry the given user and password"),
             "EXTERNAL" if !self.client_cert => Err("needs a TLS client certificate"),
             "EXTERNAL" => Ok(()),
-            "ANONYMOUS" if creds => Err("does not carry the given user and password"),
-            "GSSAPI" => Ok(()),
+            "ANONYMOUS" | "GSSAPI" if creds => Err("does not carry the given user and password"),
             _ => Ok(()),
         }
     }
