@@ -219,7 +219,7 @@ async fn round_trip(conn: &aqueduct::Connection, n: usize) {
             .expect("a message within the deadline")
             .unwrap()
             .unwrap();
-        assert_eq!(d.message().body().to_string(), format!("m{i}"));
+        assert_eq!(d.message().unwrap().body().to_string(), format!("m{i}"));
     }
 }
 
@@ -317,7 +317,10 @@ async fn serve_one(
                 .unwrap()
                 .unwrap()
                 .unwrap();
-            assert_eq!(d.message().body().to_string(), format!("message {i}"));
+            assert_eq!(
+                d.message().unwrap().body().to_string(),
+                format!("message {i}")
+            );
         }
         who
     });
@@ -570,7 +573,7 @@ async fn scram_against_fe2o3_acceptor() {
             .expect("a message from fe2o3")
             .unwrap()
             .unwrap();
-        assert_eq!(d.message().body().to_string(), "hello from fe2o3");
+        assert_eq!(d.message().unwrap().body().to_string(), "hello from fe2o3");
         let _ = conn.close().await;
         let (peer, line) = peer.expect("received").await;
         assert!(line.contains("hello fe2o3"), "{mech}: {line}");

@@ -160,7 +160,7 @@ async fn message_flows(client: &Connection, server: &Connection) {
     let flow = async {
         let (outcome, body) = tokio::join!(sender.send("over tls"), async {
             let got = rx.next().await.unwrap().unwrap();
-            let body = got.message().body().to_string();
+            let body = got.message().unwrap().body().to_string();
             got.accept().await.unwrap();
             body
         });
