@@ -526,3 +526,41 @@ async fn settle_second_accept_waits_for_the_sender() {
     tokio::time::timeout(T, d.accept()).await.unwrap().unwrap();
     assert_eq!(out.await.unwrap(), Outcome::Accepted);
 }
+
+/// Both ends over an in-memory pipe, no socket: `connect_with_io` and
+/// `accept_with_io` run a connection over any `AsyncRead + AsyncWrite`.
+#[tokio::test]
+async fn a_connection_over_an_in_memory_pipe() {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let (client, server) = tokio::join!(
+        aqueduct::connect_with_io(
+            a,
+            aqueduct::ConnectOptions::new().container_id("pipe-client")
+        ),
+        async {
+            let incoming =
+                aqueduct::accept_with_io(b, peer, ListenOptions::new("amqp://127.0.0.1:0"))
+                    .await
+                    .unwrap();
+            assert_eq!(incoming.remote_container_id(), "pipe-client");
+            assert_eq!(incoming.peer_addr(), peer);
+            incoming.accept().unwrap()
+        }
+    );
+    let client = client.unwrap();
+    let (s, mut r) = sender_link(&client, &server, SenderOptions::new("q"), 10).await;
+    let out = s.send(Message::from("through the pipe"));
+    let d = tokio::time::timeout(T, r.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.message().unwrap().body().as_str(),
+        Some("through the pipe")
+    );
+    d.accept().await.unwrap();
+    assert_eq!(out.await.unwrap(), Outcome::Accepted);
+    client.close().await.unwrap();
+}

@@ -3,7 +3,7 @@
 //! made once per process.
 
 use super::connection::{start, Connection, Defaults};
-use super::listener::{ListenOptions, Listener};
+use super::listener::{IncomingConnection, ListenOptions, Listener};
 use super::options::ConnectOptions;
 use super::sasl::ClientSasl;
 use crate::error::{Error, ErrorKind};
@@ -188,6 +188,27 @@ impl Container {
         ))
     }
 
+    /// Serves one connection over a byte stream you accepted yourself (any
+    /// `AsyncRead + AsyncWrite`: a Unix socket, a tunnel, an in-memory
+    /// `tokio::io::duplex` pipe in tests), with the limits, SASL settings
+    /// and authenticator of `options` (its URL and TLS settings are not
+    /// used: wrap the stream in TLS yourself). `peer` is what
+    /// [`IncomingConnection::peer_addr`] reports. Resolves once the peer's
+    /// open has arrived, to accept or refuse.
+    pub async fn accept_with_io(
+        &self,
+        io: impl Io,
+        peer: std::net::SocketAddr,
+        options: impl Into<ListenOptions>,
+    ) -> Result<IncomingConnection, Error> {
+        let opts = options.into();
+        let id = opts
+            .container_id
+            .clone()
+            .unwrap_or_else(|| self.id.to_string());
+        super::listener::accept_io(Box::new(io), peer, id, &opts).await
+    }
+
     /// Listens for connections: a URL such as `amqp://0.0.0.0:5672`
     /// (`[::]` for IPv6, port 0 for any free port) or [`ListenOptions`].
     pub async fn listen(&self, options: impl Into<ListenOptions>) -> Result<Listener, Error> {
@@ -224,6 +245,16 @@ pub async fn connect_with_io(
     options: impl Into<ConnectOptions>,
 ) -> Result<Connection, Error> {
     default_container().connect_with_io(io, options).await
+}
+
+/// Serves one connection over a byte stream, with the process's default
+/// [`Container`]: see [`Container::accept_with_io`].
+pub async fn accept_with_io(
+    io: impl Io,
+    peer: std::net::SocketAddr,
+    options: impl Into<ListenOptions>,
+) -> Result<IncomingConnection, Error> {
+    default_container().accept_with_io(io, peer, options).await
 }
 
 /// Connects with the process's default [`Container`] (its id is a UUID made

@@ -2,13 +2,14 @@
 //! accepted or refused.
 
 use super::connection::{start, Connection, Defaults, Started};
+use super::defaults;
 use super::sasl::{parse_mechs, AuthInfo, Authenticator, ServerSasl};
 use crate::error::{Error, ErrorKind};
 use crate::frame::{AmqpError, Open};
 use crate::proto::{self, Sasl, Side};
 use crate::transport::delay::DelayOnFlag;
 use crate::transport::tls::{self, Pem, ServerTlsOptions};
-use crate::transport::Address;
+use crate::transport::{Address, BoxIo};
 use crate::types::{Map, Symbol};
 use futures::Stream;
 use std::fmt;
@@ -67,19 +68,21 @@ impl fmt::Debug for ListenOptions {
 impl ListenOptions {
     /// Options to listen on `url` (`amqp://0.0.0.0:5672`, `[::]:0`, ...).
     pub fn new(url: impl AsRef<str>) -> Self {
+        // One source of defaults: the engine's, then the client's own.
+        let engine = proto::Config::default();
         ListenOptions {
             address: url.as_ref().parse(),
             container_id: None,
             idle_timeout: None,
-            max_frame_size: 65536,
-            channel_max: 32767,
-            max_message_size: 100 * 1024 * 1024,
-            max_connections: 1024,
-            max_sessions: 64,
-            max_links_per_session: 1024,
-            handshake_timeout: Duration::from_secs(10),
-            credit_window: 10,
-            max_in_flight: 1024,
+            max_frame_size: engine.max_frame_size,
+            channel_max: engine.channel_max,
+            max_message_size: engine.max_message_size,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_sessions: engine.max_sessions,
+            max_links_per_session: engine.max_links_per_session,
+            handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
+            credit_window: defaults::CREDIT_WINDOW,
+            max_in_flight: defaults::MAX_IN_FLIGHT,
             anonymous: None,
             authenticator: None,
             mechanisms: None,
@@ -463,9 +466,32 @@ async fn accept_loop(
                     return;
                 }
             };
-            serve(accepted, peer, permit, tx, container_id, &opts).await;
+            if let Ok(incoming) = serve(accepted, peer, Some(permit), container_id, &opts).await {
+                let _ = tx.send(incoming).await;
+            }
         });
     }
+}
+
+/// Serves one connection over a byte stream accepted by the caller (any
+/// `AsyncRead + AsyncWrite`: a Unix socket, a tunnel, an in-memory
+/// `tokio::io::duplex` pipe in tests), with `options`' limits, SASL and
+/// authenticator; its URL and TLS settings are not used (wrap the stream in
+/// TLS yourself; it then counts as unencrypted). `peer` is what
+/// [`IncomingConnection::peer_addr`] reports. Resolves once the peer's open
+/// has arrived, to accept or refuse.
+pub(crate) async fn accept_io(
+    io: BoxIo,
+    peer: SocketAddr,
+    container_id: String,
+    opts: &ListenOptions,
+) -> Result<IncomingConnection, Error> {
+    let accepted = tls::Accepted {
+        io,
+        tls: false,
+        peer_subject: None,
+    };
+    serve(accepted, peer, None, container_id, opts).await
 }
 
 /// Runs the engine over a connection whose transport is set up, until the
@@ -473,11 +499,10 @@ async fn accept_loop(
 async fn serve(
     accepted: tls::Accepted,
     peer: SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    tx: mpsc::Sender<IncomingConnection>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     container_id: String,
     opts: &ListenOptions,
-) {
+) -> Result<IncomingConnection, Error> {
     let failed = Arc::new(AtomicBool::new(false));
     let auth = Arc::new(Mutex::new(None));
     let client_cert = accepted.peer_subject.is_some();
@@ -513,11 +538,11 @@ async fn serve(
             opts.auth_failure_delay,
         ))
     };
-    let mut started = start(Side::Server, config, io, Some(permit));
+    let mut started = start(Side::Server, config, io, permit);
     let defaults = Defaults {
         attach_timeout: proto::Config::default()
             .attach_timeout
-            .unwrap_or(Duration::from_secs(15)),
+            .unwrap_or(defaults::ATTACH_TIMEOUT),
         credit_window: opts.credit_window,
         max_in_flight: opts.max_in_flight,
     };
@@ -533,10 +558,11 @@ async fn serve(
                 tls: accepted.tls,
                 peer_subject: accepted.peer_subject,
             };
-            let _ = tx.send(incoming).await;
+            Ok(incoming)
         }
         Err(e) => {
             tracing::debug!(%peer, error = %e, "incoming connection failed to open");
+            Err(e)
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod connection;
 mod container;
+mod defaults;
 mod driver;
 mod incoming;
 mod link_options;
@@ -20,7 +21,7 @@ mod shared;
 mod window;
 
 pub use connection::{Connection, IncomingEndpoint};
-pub use container::{connect, connect_with_io, listen, Container};
+pub use container::{accept_with_io, connect, connect_with_io, listen, Container};
 pub use incoming::IncomingLink;
 pub use link_options::{expiry_policy, DeliveryMode, ReceiverOptions, SenderOptions};
 pub use listener::{IncomingConnection, ListenOptions, Listener};

@@ -1,6 +1,7 @@
 //! Connection options: a by-value builder whose every setter is
 //! `#[must_use]`, with the defaults documented on each.
 
+use super::defaults;
 use crate::error::{Error, ErrorKind};
 use crate::transport::tls::{ClientTlsOptions, Pem};
 use crate::transport::{Address, TlsVerify};
@@ -42,7 +43,11 @@ pub struct ConnectOptions {
 }
 
 impl Default for ConnectOptions {
+    /// Every default: the engine's limits and timeouts from
+    /// [`proto::Config::default`](crate::proto::Config), the client's own
+    /// from `client::defaults`: one source for both sides.
     fn default() -> Self {
+        let engine = crate::proto::Config::default();
         ConnectOptions {
             address: None,
             container_id: None,
@@ -54,18 +59,18 @@ impl Default for ConnectOptions {
             allow_insecure_mechs: true,
             tls: ClientTlsOptions::default(),
             idle_timeout: None,
-            max_frame_size: 65536,
-            channel_max: 32767,
-            max_message_size: 100 * 1024 * 1024,
+            max_frame_size: engine.max_frame_size,
+            channel_max: engine.channel_max,
+            max_message_size: engine.max_message_size,
             properties: None,
             offered_capabilities: None,
             desired_capabilities: None,
-            connect_timeout: Duration::from_secs(10),
-            open_timeout: Duration::from_secs(15),
-            attach_timeout: Duration::from_secs(15),
-            close_timeout: Duration::from_secs(5),
-            credit_window: 10,
-            max_in_flight: 1024,
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            open_timeout: engine.open_timeout.unwrap_or(defaults::OPEN_TIMEOUT),
+            attach_timeout: engine.attach_timeout.unwrap_or(defaults::ATTACH_TIMEOUT),
+            close_timeout: engine.close_timeout,
+            credit_window: defaults::CREDIT_WINDOW,
+            max_in_flight: defaults::MAX_IN_FLIGHT,
             error: None,
         }
     }
