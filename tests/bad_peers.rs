@@ -635,3 +635,37 @@ async fn peer_flooding_beyond_credit_and_window_is_stopped() {
     assert!((10..=2048).contains(&held), "{held} deliveries held");
     assert_eq!(conn.statistics().credit_overshoot, held as u64 - 10);
 }
+
+/// A connection holds at most `max_partial_bytes` of partly received
+/// messages: a peer sending a larger multi-frame message gets the
+/// connection closed with amqp:resource-limit-exceeded, and our sender sees
+/// that condition (with its message back).
+#[tokio::test]
+async fn partial_messages_past_the_connection_budget_close_it() {
+    let opts = ListenOptions::new("amqp://127.0.0.1:0")
+        .max_frame_size(512)
+        .max_partial_bytes(4096);
+    let mut listener = aqueduct::listen(opts).await.unwrap();
+    let url = format!("amqp://{}", listener.local_addr());
+    tokio::spawn(async move {
+        let conn = listener.accept().await.unwrap().accept().unwrap();
+        while let Some(e) = conn.next_incoming().await {
+            if let IncomingEndpoint::Link(l) = e {
+                let _r = l.accept_receiver(None, ReceiverOptions::new("q")).unwrap();
+                std::future::pending::<()>().await;
+            }
+        }
+    });
+    let conn = aqueduct::connect(url.as_str()).await.unwrap();
+    let sender = conn.open_sender("q").await.unwrap();
+    let err = promptly("the send", sender.send(Message::from(vec![7u8; 8192])))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::ConnectionClosed, "{err}");
+    assert_eq!(
+        err.condition(),
+        Some("amqp:resource-limit-exceeded"),
+        "{err}"
+    );
+    assert!(err.message().is_some(), "the message comes back");
+}

@@ -167,6 +167,7 @@ impl Container {
             offered_capabilities: opts.offered_capabilities.clone(),
             desired_capabilities: opts.desired_capabilities.clone(),
             max_message_size: opts.max_message_size,
+            max_partial_bytes: opts.max_partial_bytes,
             sasl,
             open_timeout: Some(opts.open_timeout),
             close_timeout: opts.close_timeout,

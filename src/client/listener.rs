@@ -32,6 +32,7 @@ pub struct ListenOptions {
     pub(crate) max_frame_size: u32,
     pub(crate) channel_max: u16,
     pub(crate) max_message_size: u64,
+    pub(crate) max_partial_bytes: u64,
     pub(crate) max_connections: usize,
     pub(crate) max_sessions: usize,
     pub(crate) max_links_per_session: usize,
@@ -77,6 +78,7 @@ impl ListenOptions {
             max_frame_size: engine.max_frame_size,
             channel_max: engine.channel_max,
             max_message_size: engine.max_message_size,
+            max_partial_bytes: engine.max_partial_bytes,
             max_connections: defaults::MAX_CONNECTIONS,
             max_sessions: engine.max_sessions,
             max_links_per_session: engine.max_links_per_session,
@@ -125,6 +127,15 @@ impl ListenOptions {
     #[must_use]
     pub fn max_message_size(mut self, size: u64) -> Self {
         self.max_message_size = size;
+        self
+    }
+
+    /// The most bytes of partly received (multi-frame) messages the
+    /// connection holds at once, over all its links; past it the connection
+    /// closes with `amqp:resource-limit-exceeded`. Default: 256 MiB.
+    #[must_use]
+    pub fn max_partial_bytes(mut self, bytes: u64) -> Self {
+        self.max_partial_bytes = bytes;
         self
     }
 
@@ -521,6 +532,7 @@ async fn serve(
         channel_max: opts.channel_max,
         idle_timeout: opts.idle_timeout,
         max_message_size: opts.max_message_size,
+        max_partial_bytes: opts.max_partial_bytes,
         max_sessions: opts.max_sessions,
         max_links_per_session: opts.max_links_per_session,
         sasl: Sasl::Server(Arc::new(sasl)),

@@ -30,6 +30,7 @@ pub struct ConnectOptions {
     pub(crate) max_frame_size: u32,
     pub(crate) channel_max: u16,
     pub(crate) max_message_size: u64,
+    pub(crate) max_partial_bytes: u64,
     pub(crate) properties: Option<Map>,
     pub(crate) offered_capabilities: Option<Vec<Symbol>>,
     pub(crate) desired_capabilities: Option<Vec<Symbol>>,
@@ -62,6 +63,7 @@ impl Default for ConnectOptions {
             max_frame_size: engine.max_frame_size,
             channel_max: engine.channel_max,
             max_message_size: engine.max_message_size,
+            max_partial_bytes: engine.max_partial_bytes,
             properties: None,
             offered_capabilities: None,
             desired_capabilities: None,
@@ -306,6 +308,15 @@ impl ConnectOptions {
     #[must_use]
     pub fn max_message_size(mut self, size: u64) -> Self {
         self.max_message_size = size;
+        self
+    }
+
+    /// The most bytes of partly received (multi-frame) messages the
+    /// connection holds at once, over all its links; past it the connection
+    /// closes with `amqp:resource-limit-exceeded`. Default: 256 MiB.
+    #[must_use]
+    pub fn max_partial_bytes(mut self, bytes: u64) -> Self {
+        self.max_partial_bytes = bytes;
         self
     }
 
