@@ -179,24 +179,19 @@ impl Connection {
                     timeout: true,
                 });
             }
-            Timer::Attach(link) => {
-                let waiting = self
+            Timer::Attach(link) | Timer::Detach(link) => {
+                // Still waiting for the answer the timer was armed for?
+                let (state, what) = match timer {
+                    Timer::Attach(_) => (LinkState::Attaching, "attach"),
+                    _ => (LinkState::Detaching, "detach"),
+                };
+                if self
                     .store
                     .links
                     .get(&link)
-                    .is_some_and(|l| l.state == LinkState::Attaching);
-                if waiting {
-                    self.abandon_link(link, "attach");
-                }
-            }
-            Timer::Detach(link) => {
-                let waiting = self
-                    .store
-                    .links
-                    .get(&link)
-                    .is_some_and(|l| l.state == LinkState::Detaching);
-                if waiting {
-                    self.abandon_link(link, "detach");
+                    .is_some_and(|l| l.state == state)
+                {
+                    self.abandon_link(link, what);
                 }
             }
             _ => {}
