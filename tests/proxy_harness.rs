@@ -287,3 +287,91 @@ fn the_random_schedule_is_deterministic_from_the_seed() {
     let avg = a.iter().sum::<Duration>() / a.len() as u32;
     assert!(avg > mean / 2 && avg < mean * 3 / 2, "mean gap {avg:?}");
 }
+
+#[tokio::test]
+async fn stop_accepting_times_connect_out_until_it_ends() {
+    let (addr, _seen) = server().await;
+    let proxy = Proxy::start(addr).await;
+    proxy.stop_accepting(true);
+    let opts = aqueduct::ConnectOptions::from(proxy.url()).open_timeout(Duration::from_millis(500));
+    let err = within("connect", aqueduct::connect(opts))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Timeout, "{err:?}");
+    proxy.stop_accepting(false);
+    let (_conn, _sender) = client(&proxy).await;
+}
+
+#[tokio::test]
+async fn random_byte_cuts_cut_each_connection_in_turn() {
+    let (addr, mut seen) = server().await;
+    tokio::spawn(async move {
+        while let Some(s) = seen.recv().await {
+            if let Seen::Delivery(d) = s {
+                let _ = d.accept().await;
+            }
+        }
+    });
+    let proxy = Proxy::start(addr).await;
+    proxy.random_byte_cuts(Dir::ToServer, 11, 20_000);
+    let mut accepted = 0u32;
+    let mut attempts = 0;
+    while proxy.stats().cuts < 3 {
+        attempts += 1;
+        assert!(attempts <= 50, "no 3 cuts in 50 connections");
+        // A cut may land during connect or attach: that is a lost
+        // connection too.
+        let Ok(conn) = within("connect", aqueduct::connect(proxy.url().as_str())).await else {
+            continue;
+        };
+        let Ok(sender) = within(
+            "open sender",
+            conn.open_sender_with(SenderOptions::new("q")),
+        )
+        .await
+        else {
+            continue;
+        };
+        loop {
+            let msg = Message::builder().body(vec![1u8; 1000]).build();
+            match within("send", sender.send(msg)).await {
+                Ok(o) => {
+                    assert_eq!(o, Outcome::Accepted);
+                    accepted += 1;
+                }
+                Err(e) => {
+                    assert_connection_lost(&e);
+                    break;
+                }
+            }
+        }
+    }
+    proxy.stop_random_byte_cuts(Dir::ToServer);
+    assert!(!proxy.armed(Dir::ToServer));
+    let stats = proxy.stats();
+    assert!(stats.mid_frame_cuts >= 1, "{stats:?}");
+    assert!(accepted > 0);
+    // Without the schedule, a connection lives.
+    let (_conn, sender) = client(&proxy).await;
+    assert_eq!(
+        within("send", sender.send("last")).await.unwrap(),
+        Outcome::Accepted
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_proxy_ends_its_connections_and_its_listener() {
+    let (addr, _seen) = server().await;
+    let proxy = Proxy::start(addr).await;
+    let url = proxy.url();
+    let (_conn, sender) = client(&proxy).await;
+    drop(proxy);
+    let err = within("a send after the drop", sender.send("x"))
+        .await
+        .unwrap_err();
+    assert_connection_lost(&err);
+    let err = within("connect after the drop", aqueduct::connect(url.as_str()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), &ErrorKind::Io, "{err:?}");
+}

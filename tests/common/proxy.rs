@@ -84,6 +84,19 @@ struct Faults {
     bytes: [Option<u64>; 2],
     /// A frame to cut on, per direction.
     frame: [Option<FrameFault>; 2],
+    /// A random byte schedule that re-arms `bytes` after each firing:
+    /// the generator and the mean gap, per direction.
+    random_bytes: [Option<(XorShift, u64)>; 2],
+}
+
+impl Faults {
+    /// The byte fault in direction `i` fired: re-arm it from the random
+    /// schedule, if there is one.
+    fn byte_fault_fired(&mut self, i: usize) {
+        self.bytes[i] = self.random_bytes[i]
+            .as_mut()
+            .map(|(rng, mean)| rng.below(mean.saturating_mul(2)) + 1);
+    }
 }
 
 struct Shared {
@@ -91,6 +104,8 @@ struct Shared {
     faults: Mutex<Faults>,
     /// Refuse new connections while set.
     refusing: Mutex<(bool, Option<Instant>)>,
+    /// Leave new connections in the listen backlog while set.
+    stalled: watch::Sender<bool>,
     /// Bumped by `cut_all`: every connection live at the time ends.
     cut_gen: watch::Sender<u64>,
     /// The number of cuts so far (a watch so tests can wait for it).
@@ -141,6 +156,7 @@ impl Proxy {
             upstream,
             faults: Mutex::new(Faults::default()),
             refusing: Mutex::new((false, None)),
+            stalled: watch::channel(false).0,
             cut_gen: watch::channel(0).0,
             cuts: watch::channel(0).0,
             accepted: AtomicU64::new(0),
@@ -219,6 +235,14 @@ impl Proxy {
         *self.shared.refusing.lock().unwrap() = (on, None);
     }
 
+    /// Stops accepting new connections while `on`: they wait in the
+    /// listen backlog (the TCP connect succeeds, nothing answers), so a
+    /// client's open times out; `false` accepts them again, including
+    /// those that waited. Existing connections are not touched.
+    pub(crate) fn stop_accepting(&self, on: bool) {
+        self.shared.stalled.send_replace(on);
+    }
+
     /// Refuses new connections for `d` from now, then accepts again.
     pub(crate) fn refuse_for(&self, d: Duration) {
         *self.shared.refusing.lock().unwrap() = (false, Some(Instant::now() + d));
@@ -241,6 +265,27 @@ impl Proxy {
         if let Some(old) = self.random_task.lock().unwrap().replace(task) {
             old.abort();
         }
+    }
+
+    /// Cuts connections at pseudo-random points of the byte stream in
+    /// `dir`: after each cut the next one comes after a number of bytes
+    /// drawn uniformly from `[1, 2 * mean_bytes]` by a xorshift generator
+    /// seeded with `seed`, counted over all connections. The points (in
+    /// bytes) are the same on every run, and most land inside a frame.
+    /// Replaces the byte fault in `dir`; [`Proxy::stop_random_byte_cuts`]
+    /// ends it.
+    pub(crate) fn random_byte_cuts(&self, dir: Dir, seed: u64, mean_bytes: u64) {
+        let mut f = self.shared.faults.lock().unwrap();
+        f.random_bytes[dir.index()] = Some((XorShift::new(seed), mean_bytes.max(1)));
+        f.byte_fault_fired(dir.index());
+    }
+
+    /// Ends [`Proxy::random_byte_cuts`] in `dir` (and any byte fault armed
+    /// there).
+    pub(crate) fn stop_random_byte_cuts(&self, dir: Dir) {
+        let mut f = self.shared.faults.lock().unwrap();
+        f.random_bytes[dir.index()] = None;
+        f.bytes[dir.index()] = None;
     }
 
     /// Stops the cuts [`Proxy::random_cuts`] started.
@@ -293,6 +338,15 @@ impl XorShift {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// A number uniform in `[0, n)` (0 when `n` is 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
     /// A gap uniform in `(0, 2 * mean]`, at microsecond resolution.
     pub(crate) fn gap(&mut self, mean: Duration) -> Duration {
         let span = (mean.as_micros() as u64).saturating_mul(2).max(1);
@@ -302,8 +356,17 @@ impl XorShift {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut conns = tokio::task::JoinSet::new();
+    let mut stalled = shared.stalled.subscribe();
     loop {
+        if *stalled.borrow_and_update() {
+            tokio::select! {
+                _ = stalled.changed() => {}
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+            continue;
+        }
         tokio::select! {
+            _ = stalled.changed() => {}
             accepted = listener.accept() => {
                 let Ok((client, _)) = accepted else { continue };
                 if shared.is_refusing() {
@@ -427,7 +490,7 @@ async fn pump(
                 if (ready as u64) >= left {
                     ready = left as usize;
                     cut_now = true;
-                    f.bytes[dir.index()] = None;
+                    f.byte_fault_fired(dir.index());
                 } else {
                     f.bytes[dir.index()] = Some(left - ready as u64);
                 }
