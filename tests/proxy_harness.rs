@@ -375,3 +375,37 @@ async fn dropping_the_proxy_ends_its_connections_and_its_listener() {
         .unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Io, "{err:?}");
 }
+
+#[tokio::test]
+async fn a_server_that_does_not_read_stops_the_client_writing() {
+    use tokio::io::AsyncWriteExt;
+    // A server that accepts and never reads.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (s, _) = upstream.accept().await.unwrap();
+        let _ = held_tx.send(());
+        // Keep the socket open, unread, until the test ends.
+        std::future::pending::<()>().await;
+        drop(s);
+    });
+    let proxy = Proxy::start(addr).await;
+    let mut client = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    within("the server accepting", held_rx).await.unwrap();
+    const TOTAL: usize = 64 << 20;
+    let data = vec![0u8; TOTAL];
+    // With a fixed buffer and backpressure the proxy stops reading once the
+    // kernel buffers towards the server are full, so the write cannot end;
+    // a proxy that buffered without bound would take all 64 MiB.
+    let write = tokio::time::timeout(Duration::from_secs(2), client.write_all(&data)).await;
+    assert!(
+        write.is_err(),
+        "64 MiB went into a server that reads nothing"
+    );
+    let forwarded = proxy.stats().bytes_to_server;
+    assert!(
+        forwarded < TOTAL as u64 / 2,
+        "the proxy forwarded {forwarded} bytes"
+    );
+}
