@@ -205,23 +205,7 @@ async fn presettled_sends_block_when_peer_stops_reading() {
                 .await;
         })
     };
-    // Wait until no send has completed for 3 s (sending blocks), for at most
-    // 60 s.
-    let t0 = Instant::now();
-    let mut last = (completed.load(Ordering::SeqCst), Instant::now());
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let n = completed.load(Ordering::SeqCst);
-        if n != last.0 {
-            last = (n, Instant::now());
-        } else if last.1.elapsed() >= Duration::from_secs(3) {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60) && !sends.is_finished(),
-            "sends never blocked: {n} sends of 64 KiB completed to a peer that reads nothing"
-        );
-    }
+    until_sends_block(&completed, &sends).await;
     let n = completed.load(Ordering::SeqCst);
     println!(
         "peer stopped reading: {n} presettled sends of 64 KiB completed ({} MiB), then blocked; \
@@ -312,22 +296,7 @@ async fn presettled_backlog_memory_is_bounded() {
                 .await;
         })
     };
-    // Until no send has completed for 3 s.
-    let t0 = Instant::now();
-    let mut last = (completed.load(Ordering::SeqCst), Instant::now());
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let n = completed.load(Ordering::SeqCst);
-        if n != last.0 {
-            last = (n, Instant::now());
-        } else if last.1.elapsed() >= Duration::from_secs(3) {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60) && !sends.is_finished(),
-            "sends never blocked: {n} sends of 64 KiB completed to a peer that reads nothing"
-        );
-    }
+    until_sends_block(&completed, &sends).await;
     let grown = rss().saturating_sub(rss0);
     println!(
         "peer stopped reading: {} presettled sends completed; resident set grew by {} MiB",
@@ -1379,4 +1348,24 @@ async fn raw_peer_accepts_sends() {
     }
     promptly("close", conn.close()).await.unwrap();
     assert_eq!(promptly("server", server).await.unwrap(), 3);
+}
+
+/// Waits until no send has completed for 3 s (sending blocks), failing if
+/// that takes more than 60 s or the sending task ends (nothing blocked).
+async fn until_sends_block(completed: &AtomicU64, sends: &tokio::task::JoinHandle<()>) {
+    let t0 = Instant::now();
+    let mut last = (completed.load(Ordering::SeqCst), Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let n = completed.load(Ordering::SeqCst);
+        if n != last.0 {
+            last = (n, Instant::now());
+        } else if last.1.elapsed() >= Duration::from_secs(3) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60) && !sends.is_finished(),
+            "sends never blocked: {n} sends of 64 KiB completed to a peer that reads nothing"
+        );
+    }
 }
