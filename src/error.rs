@@ -163,6 +163,11 @@ pub enum ErrorKind {
     TlsRequired,
     /// Another TLS failure (handshake, protocol, bad PEM input).
     Tls,
+    /// The operation belonged to a connection that was lost and replaced
+    /// by a reconnect: settling a delivery received before it (the peer
+    /// redelivers the message), or a send in flight when resending is off
+    /// ([`ConnectOptions::resend_in_flight`](crate::ConnectOptions::resend_in_flight)).
+    Disconnected,
 }
 
 /// The error type of this crate.
@@ -330,11 +335,19 @@ impl Error {
         self.description.as_deref()
     }
 
-    /// Whether retrying the operation (possibly on a new connection) may
-    /// succeed: true for I/O failures, timeouts, closed connections and
-    /// forced detaches, false for authentication failures, invalid
-    /// arguments, and refusals such as `amqp:unauthorized-access` or
-    /// `amqp:not-found`.
+    /// Whether retrying (possibly on a new connection) may succeed. This is
+    /// what reconnect uses to decide whether to try again:
+    ///
+    /// - retried: I/O failures (refused, reset, closed without an AMQP
+    ///   close), timeouts (TCP connect, open, idle), a peer's close with a
+    ///   condition such as `amqp:connection:forced` or
+    ///   `amqp:connection:redirect`, `amqp:resource-limit-exceeded`,
+    ///   `amqp:internal-error`, `amqp:link:detach-forced`;
+    /// - not retried: authentication failures, TLS failures (an untrusted
+    ///   or mismatched certificate), a wrong protocol header or framing and
+    ///   decode errors, invalid arguments, refusals such as
+    ///   `amqp:unauthorized-access`, `amqp:not-found` or `amqp:not-allowed`,
+    ///   and a peer's clean close without an error (it chose to close).
     pub fn is_retriable(&self) -> bool {
         match self.condition() {
             Some(
@@ -345,19 +358,28 @@ impl Error {
                 | "amqp:not-implemented"
                 | "amqp:decode-error"
                 | "amqp:frame-size-too-small"
+                | "amqp:connection:framing-error"
                 | "amqp:link:message-size-exceeded",
             ) => false,
             Some(
                 "amqp:connection:forced"
+                | "amqp:connection:redirect"
                 | "amqp:link:detach-forced"
                 | "amqp:resource-limit-exceeded"
                 | "amqp:internal-error",
             ) => true,
-            _ => matches!(
+            Some(_) => matches!(
                 self.kind,
                 ErrorKind::Io
                     | ErrorKind::Timeout
                     | ErrorKind::ConnectionClosed
+                    | ErrorKind::SessionEnded
+                    | ErrorKind::LinkDetached
+            ),
+            None => matches!(
+                self.kind,
+                ErrorKind::Io
+                    | ErrorKind::Timeout
                     | ErrorKind::SessionEnded
                     | ErrorKind::LinkDetached
             ),
@@ -386,6 +408,7 @@ impl fmt::Display for Error {
             ErrorKind::CertificateExpired => "TLS: certificate expired",
             ErrorKind::TlsRequired => "TLS required",
             ErrorKind::Tls => "TLS error",
+            ErrorKind::Disconnected => "lost in a reconnect",
         };
         f.write_str(what)?;
         if let Some(c) = &self.condition {

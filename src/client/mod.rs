@@ -14,6 +14,7 @@ mod listener;
 mod options;
 mod outcome;
 mod receiver;
+mod reconnect;
 mod sasl;
 mod sender;
 mod session;
@@ -28,6 +29,10 @@ pub use listener::{IncomingConnection, ListenOptions, Listener};
 pub use options::ConnectOptions;
 pub use outcome::Outcome;
 pub use receiver::{Delivery, Receiver};
+pub use reconnect::{
+    ConnectionEvent, ConnectionEvents, Connector, Endpoint, Exponential, NextConnection, Reconnect,
+    ReconnectLayer, ReconnectPolicy, ReconnectService, Transport,
+};
 pub use sasl::{supported_mechanisms, Authenticator, ScramCredentials, ScramHash, Users};
 pub use sender::Sender;
 pub use session::Session;

@@ -18,6 +18,9 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct ConnectOptions {
     pub(crate) address: Option<Address>,
+    pub(crate) urls: Vec<Address>,
+    pub(crate) reconnect: super::reconnect::Reconnect,
+    pub(crate) resend_in_flight: bool,
     pub(crate) container_id: Option<String>,
     pub(crate) user: Option<String>,
     pub(crate) password: Option<String>,
@@ -51,6 +54,9 @@ impl Default for ConnectOptions {
         let engine = crate::proto::Config::default();
         ConnectOptions {
             address: None,
+            urls: Vec::new(),
+            reconnect: super::reconnect::Reconnect::default(),
+            resend_in_flight: true,
             container_id: None,
             user: None,
             password: None,
@@ -82,6 +88,9 @@ impl fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectOptions")
             .field("address", &self.address)
+            .field("urls", &self.urls)
+            .field("reconnect", &self.reconnect)
+            .field("resend_in_flight", &self.resend_in_flight)
             .field("container_id", &self.container_id)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -110,12 +119,83 @@ impl ConnectOptions {
     /// User and password in the URL fill in [`user`](Self::user) and
     /// [`password`](Self::password) unless those are set. An invalid URL
     /// makes `connect` fail with an error naming the problem.
+    ///
+    /// Give either `url` or [`urls`](Self::urls), not both: both make
+    /// `connect` fail with [`ErrorKind::InvalidArgument`].
     #[must_use]
     pub fn url(mut self, url: impl AsRef<str>) -> Self {
+        if !self.urls.is_empty() {
+            self.error = Some(both_url_and_urls());
+        }
         match url.as_ref().parse::<Address>() {
             Ok(a) => self.address = Some(a),
             Err(e) => self.error = Some(e),
         }
+        self
+    }
+
+    /// Failover: the URLs to connect to, tried in turn, one per attempt
+    /// (Proton's `urls=[...]`). The first connection goes to the first URL;
+    /// after a failure or a lost connection each attempt moves on to the
+    /// next, round and round, with the [`reconnect`](Self::reconnect)
+    /// policy's delays. Each URL may carry its own user and password.
+    ///
+    /// Give either [`url`](Self::url) or `urls`, not both: both, or an empty
+    /// list, make `connect` fail with [`ErrorKind::InvalidArgument`].
+    #[must_use]
+    pub fn urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        if self.address.is_some() {
+            self.error = Some(both_url_and_urls());
+        }
+        let mut list = Vec::new();
+        for url in urls {
+            match url.as_ref().parse::<Address>() {
+                Ok(a) => list.push(a),
+                Err(e) => {
+                    self.error = Some(e);
+                    return self;
+                }
+            }
+        }
+        if list.is_empty() {
+            self.error = Some(Error::new(
+                ErrorKind::InvalidArgument,
+                "urls([...]) needs at least one URL",
+            ));
+        }
+        self.urls = list;
+        self
+    }
+
+    /// Whether and how to reconnect after a lost connection or a failed
+    /// connect. Default: [`Reconnect::exponential`], Proton's schedule (the
+    /// first retry at once, then 0.1 s doubling to 10 s, forever);
+    /// [`Reconnect::disabled`] turns it off. Only transient failures are
+    /// retried (see [`Error::is_retriable`]). The first `connect` is
+    /// bounded by [`open_timeout`](Self::open_timeout) over all its
+    /// attempts.
+    ///
+    /// [`Reconnect::exponential`]: crate::Reconnect::exponential
+    /// [`Reconnect::disabled`]: crate::Reconnect::disabled
+    #[must_use]
+    pub fn reconnect(mut self, reconnect: impl Into<super::reconnect::Reconnect>) -> Self {
+        self.reconnect = reconnect.into();
+        self
+    }
+
+    /// Whether sends that were written but had no outcome when the
+    /// connection was lost are sent again on the new connection (so each
+    /// `send` still resolves to the true outcome; the peer may see the
+    /// message twice: at-least-once). Default: true. With false they fail
+    /// with [`ErrorKind::Disconnected`], carrying the message back, and the
+    /// caller decides; sends not yet written are sent either way.
+    #[must_use]
+    pub fn resend_in_flight(mut self, on: bool) -> Self {
+        self.resend_in_flight = on;
         self
     }
 
@@ -402,8 +482,27 @@ impl ConnectOptions {
         }
         self.address
             .as_ref()
+            .or(self.urls.first())
             .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "no URL to connect to"))
     }
+
+    /// Every address to connect to, in order (one for `url`), or the
+    /// reason there is none.
+    pub(crate) fn addresses(&self) -> Result<Vec<Address>, Error> {
+        let first = self.address()?;
+        if self.urls.is_empty() {
+            Ok(vec![first.clone()])
+        } else {
+            Ok(self.urls.clone())
+        }
+    }
+}
+
+fn both_url_and_urls() -> Error {
+    Error::new(
+        ErrorKind::InvalidArgument,
+        "give either url(...) or urls([...]) in ConnectOptions, not both",
+    )
 }
 
 impl From<&str> for ConnectOptions {

@@ -393,6 +393,20 @@ impl Connection {
         }
     }
 
+    /// The highest session, link or send id given out so far: a
+    /// connection that takes over this one's sessions and links passes it
+    /// to [`reserve_ids`](Self::reserve_ids).
+    pub fn id_watermark(&self) -> u64 {
+        self.store.id_watermark()
+    }
+
+    /// Gives out only ids above `upto` from now on, so that ids a lost
+    /// connection gave out (held by handles and pending sends) never name
+    /// anything new here.
+    pub fn reserve_ids(&mut self, upto: u64) {
+        self.store.reserve_ids(upto);
+    }
+
     /// The name and our attach of a link.
     pub fn link_attach(&self, link: LinkId) -> Option<&Attach> {
         self.store.links.get(&link).map(|l| &l.attach)

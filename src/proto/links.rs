@@ -13,7 +13,36 @@ impl Connection {
 
     /// Attaches a link on `session` with our `attach` (its handle is
     /// assigned here). The peer's answer comes as [`Event::LinkAttached`].
-    pub fn attach(&mut self, session: SessionId, mut attach: Attach) -> Result<LinkId, AmqpError> {
+    pub fn attach(&mut self, session: SessionId, attach: Attach) -> Result<LinkId, AmqpError> {
+        self.attach_with(None, session, attach)
+    }
+
+    /// Attaches a link under an id reserved with
+    /// [`reserve_ids`](Self::reserve_ids): a reconnecting driver re-attaches
+    /// a lost connection's links under the ids its handles hold. Fails if
+    /// the id is in use.
+    pub fn attach_as(
+        &mut self,
+        id: LinkId,
+        session: SessionId,
+        attach: Attach,
+    ) -> Result<(), AmqpError> {
+        if self.store.links.contains_key(&id) {
+            return Err(AmqpError::new(
+                condition::ILLEGAL_STATE,
+                "the link id is in use",
+            ));
+        }
+        self.store.reserve_ids(id.0);
+        self.attach_with(Some(id), session, attach).map(|_| ())
+    }
+
+    fn attach_with(
+        &mut self,
+        id: Option<LinkId>,
+        session: SessionId,
+        mut attach: Attach,
+    ) -> Result<LinkId, AmqpError> {
         let s = self
             .store
             .sessions
@@ -38,7 +67,7 @@ impl Connection {
         }
         let channel = s.channel;
         self.write_frame(channel, &attach, &[]);
-        let id = self.store.add_link(Link::new(session, handle, attach));
+        let id = self.store.add_link(id, Link::new(session, handle, attach));
         self.timers.request(Timer::Attach(id));
         Ok(id)
     }
@@ -174,7 +203,7 @@ impl Connection {
                 if l.role == Role::Receiver {
                     l.delivery_count = a.initial_delivery_count.unwrap_or(0);
                 }
-                let id = self.store.add_link(l);
+                let id = self.store.add_link(None, l);
                 self.events.push_back(Event::IncomingLink {
                     session: sid,
                     link: id,

@@ -11,6 +11,19 @@ impl Connection {
     /// Begins a session; the peer's answer comes as
     /// [`Event::SessionBegun`]. Fails if every channel is in use.
     pub fn begin(&mut self) -> Result<SessionId, AmqpError> {
+        self.begin_with(None)
+    }
+
+    /// Begins a session under an id reserved with
+    /// [`reserve_ids`](Self::reserve_ids): a reconnecting driver re-opens
+    /// a lost connection's sessions under the ids its handles hold. Fails
+    /// if the id is in use or every channel is.
+    pub fn begin_as(&mut self, id: SessionId) -> Result<(), AmqpError> {
+        self.store.reserve_ids(id.0);
+        self.begin_with(Some(id)).map(|_| ())
+    }
+
+    fn begin_with(&mut self, id: Option<SessionId>) -> Result<SessionId, AmqpError> {
         let max = if self.remote_open {
             self.remote_channel_max.min(self.config.channel_max)
         } else {
@@ -18,7 +31,7 @@ impl Connection {
         };
         let id = self
             .store
-            .add_session(max, self.config.incoming_window)
+            .add_session(id, max, self.config.incoming_window)
             .ok_or_else(|| AmqpError::new(condition::RESOURCE_LIMIT_EXCEEDED, "no free channel"))?;
         self.write_begin(id);
         Ok(id)
@@ -71,7 +84,7 @@ impl Connection {
                 }
                 let sid = self
                     .store
-                    .add_session(self.config.channel_max, self.config.incoming_window)
+                    .add_session(None, self.config.channel_max, self.config.incoming_window)
                     .ok_or((
                         condition::RESOURCE_LIMIT_EXCEEDED,
                         "no free channel".to_string(),

@@ -32,10 +32,30 @@ impl Store {
         self.next_id
     }
 
-    /// Adds a session on the lowest free channel up to `max`.
-    pub(super) fn add_session(&mut self, max: u16, incoming_window: u32) -> Option<SessionId> {
+    /// The highest id given out so far.
+    pub(super) fn id_watermark(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Gives out only ids above `upto` from now on (a connection that
+    /// takes over another's sessions and links keeps their ids).
+    pub(super) fn reserve_ids(&mut self, upto: u64) {
+        self.next_id = self.next_id.max(upto);
+    }
+
+    /// Adds a session on the lowest free channel up to `max`, with a fresh
+    /// id or the reserved id `id`.
+    pub(super) fn add_session(
+        &mut self,
+        id: Option<SessionId>,
+        max: u16,
+        incoming_window: u32,
+    ) -> Option<SessionId> {
+        if id.is_some_and(|id| self.sessions.contains_key(&id)) {
+            return None;
+        }
         let channel = (0..=max).find(|c| !self.channels.contains_key(c))?;
-        let id = SessionId(self.next_id());
+        let id = id.unwrap_or_else(|| SessionId(self.next_id()));
         self.channels.insert(channel, id);
         self.sessions
             .insert(id, Session::new(channel, incoming_window));
@@ -68,9 +88,10 @@ impl Store {
         Some(s)
     }
 
-    /// Adds a link on its session's handle `link.handle`.
-    pub(super) fn add_link(&mut self, link: Link) -> LinkId {
-        let id = LinkId(self.next_id());
+    /// Adds a link on its session's handle `link.handle`, with a fresh id
+    /// or the reserved id `id` (which must be free).
+    pub(super) fn add_link(&mut self, id: Option<LinkId>, link: Link) -> LinkId {
+        let id = id.unwrap_or_else(|| LinkId(self.next_id()));
         if let Some(s) = self.sessions.get_mut(&link.session) {
             s.handles.insert(link.handle, id);
             if let Some(rh) = link.remote_handle {
