@@ -339,49 +339,53 @@ impl Error {
     /// what reconnect uses to decide whether to try again:
     ///
     /// - retried: I/O failures (refused, reset, closed without an AMQP
-    ///   close), timeouts (TCP connect, open, idle), a peer's close with a
-    ///   condition such as `amqp:connection:forced` or
-    ///   `amqp:connection:redirect`, `amqp:resource-limit-exceeded`,
-    ///   `amqp:internal-error`, `amqp:link:detach-forced`;
+    ///   close), timeouts (TCP connect, open, idle), a peer's close with
+    ///   `amqp:connection:forced` or `amqp:connection:redirect`, and for
+    ///   links and sessions `amqp:link:detach-forced`,
+    ///   `amqp:resource-limit-exceeded` and `amqp:internal-error`;
     /// - not retried: authentication failures, TLS failures (an untrusted
     ///   or mismatched certificate), a wrong protocol header or framing and
     ///   decode errors, invalid arguments, refusals such as
     ///   `amqp:unauthorized-access`, `amqp:not-found` or `amqp:not-allowed`,
-    ///   and a peer's clean close without an error (it chose to close).
+    ///   and a peer's close without an error or with any other condition
+    ///   (it chose to close, and would likely close again).
     pub fn is_retriable(&self) -> bool {
-        match self.condition() {
-            Some(
-                "amqp:unauthorized-access"
-                | "amqp:not-found"
-                | "amqp:not-allowed"
-                | "amqp:invalid-field"
-                | "amqp:not-implemented"
-                | "amqp:decode-error"
-                | "amqp:frame-size-too-small"
-                | "amqp:connection:framing-error"
-                | "amqp:link:message-size-exceeded",
-            ) => false,
-            Some(
-                "amqp:connection:forced"
-                | "amqp:connection:redirect"
-                | "amqp:link:detach-forced"
-                | "amqp:resource-limit-exceeded"
-                | "amqp:internal-error",
-            ) => true,
-            Some(_) => matches!(
-                self.kind,
-                ErrorKind::Io
-                    | ErrorKind::Timeout
-                    | ErrorKind::ConnectionClosed
-                    | ErrorKind::SessionEnded
-                    | ErrorKind::LinkDetached
+        let condition = self.condition();
+        if let Some(
+            "amqp:unauthorized-access"
+            | "amqp:not-found"
+            | "amqp:not-allowed"
+            | "amqp:invalid-field"
+            | "amqp:not-implemented"
+            | "amqp:decode-error"
+            | "amqp:frame-size-too-small"
+            | "amqp:connection:framing-error"
+            | "amqp:link:message-size-exceeded",
+        ) = condition
+        {
+            return false;
+        }
+        match self.kind {
+            // A peer's close: only the conditions that ask us to come back
+            // (a close with another error would likely come again, and
+            // one without an error was the peer's choice).
+            ErrorKind::ConnectionClosed => matches!(
+                condition,
+                Some("amqp:connection:forced" | "amqp:connection:redirect")
             ),
-            None => matches!(
-                self.kind,
-                ErrorKind::Io
-                    | ErrorKind::Timeout
-                    | ErrorKind::SessionEnded
-                    | ErrorKind::LinkDetached
+            ErrorKind::Io
+            | ErrorKind::Timeout
+            | ErrorKind::SessionEnded
+            | ErrorKind::LinkDetached => true,
+            _ => matches!(
+                condition,
+                Some(
+                    "amqp:connection:forced"
+                        | "amqp:connection:redirect"
+                        | "amqp:link:detach-forced"
+                        | "amqp:resource-limit-exceeded"
+                        | "amqp:internal-error"
+                )
             ),
         }
     }

@@ -10,6 +10,7 @@ use aqueduct::frame::{
 };
 use aqueduct::{
     ConnectOptions, ErrorKind, IncomingEndpoint, ListenOptions, Message, Outcome, ReceiverOptions,
+    Reconnect,
 };
 use bytes::BytesMut;
 use futures::StreamExt;
@@ -26,6 +27,14 @@ async fn promptly<F: std::future::Future>(what: &str, fut: F) -> F::Output {
         Ok(r) => r,
         Err(_) => panic!("{what}: did not finish within {PROMPTLY:?}"),
     }
+}
+
+/// Options for `url` with reconnect off: these tests check what a single
+/// connection's failure looks like.
+fn once(url: &str) -> ConnectOptions {
+    ConnectOptions::new()
+        .url(url)
+        .reconnect(Reconnect::disabled())
 }
 
 async fn raw_listener() -> (TcpListener, String) {
@@ -200,7 +209,7 @@ async fn closed_port_is_io_refused() {
     let t0 = Instant::now();
     let err = promptly(
         "connect to a closed port",
-        aqueduct::connect(format!("amqp://127.0.0.1:{port}")),
+        aqueduct::connect(once(&format!("amqp://127.0.0.1:{port}"))),
     )
     .await
     .expect_err("connect to a closed port must fail");
@@ -377,7 +386,7 @@ async fn peer_vanishes_with_send_in_flight() {
         peer.serve_until_transfer(10).await;
         // Dropping the stream closes the socket without an AMQP close.
     });
-    let conn = promptly("connect", aqueduct::connect(url.as_str()))
+    let conn = promptly("connect", aqueduct::connect(once(&url)))
         .await
         .unwrap();
     let sender = promptly("attach", conn.open_sender("q")).await.unwrap();
@@ -413,7 +422,7 @@ async fn peer_vanishes_with_send_queued() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         // Vanish.
     });
-    let conn = promptly("connect", aqueduct::connect(url.as_str()))
+    let conn = promptly("connect", aqueduct::connect(once(&url)))
         .await
         .unwrap();
     let sender = promptly("attach", conn.open_sender("q")).await.unwrap();
@@ -656,7 +665,7 @@ async fn partial_messages_past_the_connection_budget_close_it() {
             }
         }
     });
-    let conn = aqueduct::connect(url.as_str()).await.unwrap();
+    let conn = aqueduct::connect(once(&url)).await.unwrap();
     let sender = conn.open_sender("q").await.unwrap();
     let err = promptly("the send", sender.send(Message::from(vec![7u8; 8192])))
         .await
@@ -668,4 +677,51 @@ async fn partial_messages_past_the_connection_budget_close_it() {
         "{err}"
     );
     assert!(err.message().is_some(), "the message comes back");
+}
+
+/// With reconnect on (the default), a closed port is retried until the
+/// open timeout, then `connect` fails with the last attempt's error.
+#[tokio::test]
+async fn closed_port_with_reconnect_fails_after_the_open_timeout() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let opts = ConnectOptions::new()
+        .url(format!("amqp://127.0.0.1:{port}"))
+        .open_timeout(Duration::from_millis(800));
+    let err = promptly(
+        "connect to a closed port, retrying",
+        aqueduct::connect(opts),
+    )
+    .await
+    .expect_err("nothing listens");
+    assert_eq!(err.kind(), &ErrorKind::Io, "{err}");
+    assert!(err.to_string().contains("refused"), "{err}");
+}
+
+/// A peer that sends bytes no AMQP header begins with fails the connect
+/// at once, reconnect on or not: another attempt cannot fix it.
+#[tokio::test]
+async fn garbage_is_not_retried() {
+    let (l, url) = raw_listener().await;
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let _ = s.write_all(b"HELLO, WORLD\r\n").await;
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink).await;
+            });
+        }
+    });
+    let err = promptly("connect to a garbage peer", aqueduct::connect(url.as_str()))
+        .await
+        .expect_err("must fail");
+    assert_eq!(err.kind(), &ErrorKind::Framing, "{err}");
+    assert!(!err.is_retriable());
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -301,9 +301,62 @@ async fn refused_link_and_refused_connection_carry_the_condition() {
     assert_eq!(err.description(), Some("go away"));
 }
 
+/// With reconnect on (the default), a link the peer detaches with
+/// `amqp:link:detach-forced` is attached again under the same name, and
+/// the same `Receiver` goes on receiving.
+#[tokio::test]
+async fn detach_forced_link_is_attached_again() {
+    let (client, server) = pair().await;
+    let (mut rx, tx) = receiver_link(&client, &server, ReceiverOptions::new("d")).await;
+    let name = rx.name().to_string();
+    tx.close_with_error("amqp:link:detach-forced", "idle link");
+    let again = next_link(&server).await;
+    assert_eq!(again.name(), name);
+    assert_eq!(again.address(), Some("d"));
+    let tx = again.accept_sender(Some("d".into())).unwrap();
+    let send = tokio::spawn(tx.send(Message::from("after")));
+    let d = tokio::time::timeout(T, rx.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.message().unwrap().body().as_str(), Some("after"));
+    drop(d); // auto-accepted
+    let outcome = tokio::time::timeout(T, send)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(outcome.is_accepted(), "{outcome:?}");
+}
+
 #[tokio::test]
 async fn remote_detach_with_error_ends_the_stream_with_it() {
     let (client, server) = pair().await;
+    let (mut rx, tx) = receiver_link(&client, &server, ReceiverOptions::new("d")).await;
+    tx.close_with_error("amqp:resource-limit-exceeded", "shutting down");
+    let err = tokio::time::timeout(T, rx.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.condition(), Some("amqp:resource-limit-exceeded"));
+    assert!(err.is_retriable());
+    assert!(rx.next().await.is_none());
+}
+
+/// With reconnect off, `amqp:link:detach-forced` ends the stream too.
+#[tokio::test]
+async fn detach_forced_without_reconnect_ends_the_stream() {
+    let mut listener = aqueduct::listen("amqp://127.0.0.1:0").await.unwrap();
+    let url = format!("amqp://{}", listener.local_addr());
+    let opts = aqueduct::ConnectOptions::new()
+        .url(url)
+        .reconnect(aqueduct::Reconnect::disabled());
+    let (client, server) = tokio::join!(aqueduct::connect(opts), async {
+        listener.next().await.unwrap().accept().unwrap()
+    });
+    let client = client.unwrap();
     let (mut rx, tx) = receiver_link(&client, &server, ReceiverOptions::new("d")).await;
     tx.close_with_error("amqp:link:detach-forced", "shutting down");
     let err = tokio::time::timeout(T, rx.next())

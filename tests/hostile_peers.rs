@@ -30,8 +30,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Connect options for a raw server: no SASL, plain AMQP.
+/// SASL off, and reconnect off: these tests check what one connection
+/// does with a hostile peer (a raw peer serves one connection only).
 fn raw_opts(url: &str) -> ConnectOptions {
-    ConnectOptions::new().url(url).sasl_enabled(false)
+    ConnectOptions::new()
+        .url(url)
+        .sasl_enabled(false)
+        .reconnect(aqueduct::Reconnect::disabled())
 }
 
 /// A disposition from the receiving end settling `id` with `state`.

@@ -17,6 +17,14 @@ use tokio::sync::mpsc;
 /// Generous: the machine running the tests may be loaded.
 const T: Duration = Duration::from_secs(20);
 
+/// Reconnect off: these tests check what the proxy does to one
+/// connection (tests/reconnect_*.rs check reconnecting through it).
+fn once(url: &str) -> aqueduct::ConnectOptions {
+    aqueduct::ConnectOptions::new()
+        .url(url)
+        .reconnect(aqueduct::Reconnect::disabled())
+}
+
 async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
     match tokio::time::timeout(T, fut).await {
         Ok(r) => r,
@@ -96,7 +104,7 @@ async fn next_delivery(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Delivery {
 
 /// A client connection through `proxy` and a sender on it.
 async fn client(proxy: &Proxy) -> (Connection, Sender) {
-    let conn = within("connect", aqueduct::connect(proxy.url().as_str()))
+    let conn = within("connect", aqueduct::connect(once(&proxy.url())))
         .await
         .unwrap();
     let sender = within(
@@ -190,7 +198,7 @@ async fn cut_during_open_fails_connect() {
     let (addr, _seen) = server().await;
     let proxy = Proxy::start(addr).await;
     proxy.cut_on_frame(Dir::ToClient, |p| matches!(p, Performative::Open(_)));
-    let err = within("connect", aqueduct::connect(proxy.url().as_str()))
+    let err = within("connect", aqueduct::connect(once(&proxy.url())))
         .await
         .unwrap_err();
     assert_connection_lost(&err);
@@ -205,7 +213,7 @@ async fn refusing_fails_connect_until_it_ends() {
     let proxy = Proxy::start(addr).await;
 
     proxy.refuse(true);
-    let err = within("connect", aqueduct::connect(proxy.url().as_str()))
+    let err = within("connect", aqueduct::connect(once(&proxy.url())))
         .await
         .unwrap_err();
     assert_connection_lost(&err);
@@ -215,7 +223,7 @@ async fn refusing_fails_connect_until_it_ends() {
     let window = Duration::from_secs(3);
     let until = tokio::time::Instant::now() + window;
     proxy.refuse_for(window);
-    let err = within("connect", aqueduct::connect(proxy.url().as_str()))
+    let err = within("connect", aqueduct::connect(once(&proxy.url())))
         .await
         .unwrap_err();
     assert_connection_lost(&err);
@@ -321,7 +329,7 @@ async fn random_byte_cuts_cut_each_connection_in_turn() {
         assert!(attempts <= 50, "no 3 cuts in 50 connections");
         // A cut may land during connect or attach: that is a lost
         // connection too.
-        let Ok(conn) = within("connect", aqueduct::connect(proxy.url().as_str())).await else {
+        let Ok(conn) = within("connect", aqueduct::connect(once(&proxy.url()))).await else {
             continue;
         };
         let Ok(sender) = within(
@@ -370,7 +378,7 @@ async fn dropping_the_proxy_ends_its_connections_and_its_listener() {
         .await
         .unwrap_err();
     assert_connection_lost(&err);
-    let err = within("connect after the drop", aqueduct::connect(url.as_str()))
+    let err = within("connect after the drop", aqueduct::connect(once(&url)))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::Io, "{err:?}");

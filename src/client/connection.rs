@@ -1,9 +1,10 @@
 //! The connection handle: cheap to clone; the connection closes when the
 //! last handle (connection, session, sender or receiver) is dropped.
 
-use super::driver::{Attached, Command, Driver, Incoming};
+use super::driver::{Attached, Command, Driver, Incoming, Reconnector};
 use super::link_options::{ReceiverOptions, SenderOptions};
 use super::receiver::Receiver;
+use super::reconnect::{ConnectionEvents, EventHub, Transport};
 use super::sender::Sender;
 use super::session::Session;
 use super::shared::{Shared, Statistics};
@@ -78,7 +79,7 @@ pub(crate) fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let (open_tx, open_rx) = oneshot::channel();
     let (in_tx, in_rx) = mpsc::channel(super::driver::MAX_PENDING_INCOMING);
-    let driver = Driver::new(engine, io, rx, shared.clone(), open_tx, in_tx);
+    let driver = Driver::new(engine, io, rx, shared.clone(), Some(open_tx), in_tx);
     tokio::spawn(async move {
         driver.run().await;
         drop(permit);
@@ -88,6 +89,42 @@ pub(crate) fn start(
         shared,
         open: open_rx,
         incoming: in_rx,
+    }
+}
+
+/// Drives a client connection whose open exchange is done (a connector's
+/// [`Transport`]); with `reconnect`, a lost transport is replaced.
+pub(crate) fn start_opened(
+    t: Transport,
+    reconnect: Option<Reconnector>,
+    events: Arc<EventHub>,
+    defaults: Defaults,
+) -> Connection {
+    let Transport {
+        engine,
+        io,
+        remote,
+        events: pending,
+        ..
+    } = t;
+    let shared = Arc::new(Shared::with_events(
+        engine.config().container_id.clone(),
+        events,
+    ));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (in_tx, in_rx) = mpsc::channel(super::driver::MAX_PENDING_INCOMING);
+    let driver =
+        Driver::new(engine, io, rx, shared.clone(), None, in_tx).with_reconnect(reconnect, pending);
+    tokio::spawn(driver.run());
+    Connection {
+        inner: Arc::new(Inner {
+            tx,
+            shared,
+            defaults,
+            remote,
+            incoming: Mutex::new(in_rx),
+            link_counter: AtomicU64::new(0),
+        }),
     }
 }
 
@@ -166,6 +203,30 @@ impl Connection {
     /// The error that ended the connection, if it has ended.
     pub fn error(&self) -> Option<Error> {
         self.inner.shared.error()
+    }
+
+    /// What happens to the connection's transport: connect attempts that
+    /// failed, disconnected (with the cause), reconnecting (attempt, delay,
+    /// URL), reconnected, gave up. It starts with the last events (up to
+    /// 32, including the first connect's failed attempts) and ends when
+    /// the connection has ended for good. Reported whether reconnect is on
+    /// or off (off: a loss is `Disconnected`, then the end).
+    pub fn events(&self) -> ConnectionEvents {
+        self.inner.shared.events.subscribe()
+    }
+
+    /// Resolves when the connection has ended for good: `Ok` after a close
+    /// we made (or the peer's clean close), else the final error (the
+    /// cause of a loss with reconnect off, or the last attempt's error
+    /// once the reconnect policy gave up). Every pending operation has
+    /// failed with that error by then.
+    pub async fn closed(&self) -> Result<(), Error> {
+        let mut rx = self.inner.shared.ended.subscribe();
+        let ended = match rx.wait_for(|e| e.is_some()).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        ended.unwrap_or_else(|| Err(self.closed_error()))
     }
 
     /// Begins a new session.
@@ -350,6 +411,7 @@ impl Connection {
             rx,
             window,
             options.auto_accept,
+            options.dedupe,
         ))
     }
 

@@ -2,14 +2,25 @@
 //! share, as in Proton. `aqueduct::connect` and `aqueduct::listen` use one
 //! made once per process.
 
-use super::connection::{start, Connection, Defaults};
+use super::connection::{start_opened, Connection, Defaults};
+use super::driver::Reconnector;
 use super::listener::{IncomingConnection, ListenOptions, Listener};
 use super::options::ConnectOptions;
-use super::sasl::ClientSasl;
+use super::reconnect::{open_over, Connector, Endpoint, NextConnection, ReconnectLayer, Transport};
 use crate::error::{Error, ErrorKind};
-use crate::proto::{self, Sasl, SaslCode, Side};
-use crate::transport::{connect_tcp, tls, BoxIo, Io};
-use std::sync::{Arc, Mutex, OnceLock};
+use crate::transport::Io;
+use std::sync::{Arc, OnceLock};
+use tower::util::BoxService;
+use tower::{Layer, Service};
+
+/// The handles' defaults from the options.
+fn defaults(opts: &ConnectOptions) -> Defaults {
+    Defaults {
+        attach_timeout: opts.attach_timeout,
+        credit_window: opts.credit_window,
+        max_in_flight: opts.max_in_flight,
+    }
+}
 
 /// A messaging container: an id (by default a random UUID, made once) and
 /// the defaults its connections and listeners share.
@@ -46,64 +57,74 @@ impl Container {
 
     /// Connects to a peer: a URL (`&str`, `Url`) or [`ConnectOptions`].
     /// Resolves once the peer's open has arrived.
+    ///
+    /// With reconnect on (the default) a failed attempt is retried with
+    /// the policy's delays, over the options' URLs in turn, for at most
+    /// the [open timeout](ConnectOptions::open_timeout) in all (default
+    /// 15 s); then `connect` fails with the last attempt's error. Errors
+    /// no retry can fix (authentication, TLS verification, a peer that
+    /// does not speak AMQP) fail at once.
     pub async fn connect(&self, options: impl Into<ConnectOptions>) -> Result<Connection, Error> {
         let opts = options.into();
-        let addr = opts.address()?.clone();
-        let use_tls = addr.tls || opts.tls.enabled || opts.tls.upgrade;
-        let tls_config = if use_tls {
-            Some(opts.tls.build()?)
-        } else {
-            None
-        };
-        let target = format!("{}:{}", addr.host, addr.port);
-        let tcp =
-            match tokio::time::timeout(opts.connect_timeout, connect_tcp(&addr.host, addr.port))
-                .await
-            {
-                Ok(Ok(tcp)) => tcp,
-                Ok(Err(e)) => {
-                    let desc = format!("could not connect to {target}: {e}");
-                    return Err(Error::new(ErrorKind::Io, desc).with_source(e));
-                }
-                Err(_) => {
-                    return Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "could not connect to {target} within {:?}",
-                            opts.connect_timeout
-                        ),
-                    ))
-                }
-            };
-        let io: BoxIo = match tls_config {
-            Some(config) => {
-                let handshake = tls::connect(tcp, &addr.host, config, opts.tls.upgrade, &target);
-                match tokio::time::timeout(opts.open_timeout, handshake).await {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        return Err(Error::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "TLS handshake with {target} not done within {:?}",
-                                opts.open_timeout
-                            ),
-                        ))
+        let connector = Connector::new(opts.clone(), self.id.to_string());
+        self.connect_with(connector, opts).await
+    }
+
+    /// Connects through your own connector stack: a `tower::Service` from
+    /// [`Endpoint`] to an opened [`Transport`], typically [`Connector`]
+    /// wrapped in layers of your choice (a timeout per attempt, logging,
+    /// an endpoint chooser). The reconnect layer of `options` goes on top,
+    /// and every reconnect goes through the stack.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), aqueduct::Error> {
+    /// use aqueduct::{ConnectOptions, Connector, Container};
+    /// use std::time::Duration;
+    /// let options = ConnectOptions::new().urls(["amqp://alpha:5672", "amqp://beta:5672"]);
+    /// let container = Container::new();
+    /// let stack = tower::ServiceBuilder::new()
+    ///     .timeout(Duration::from_secs(3)) // per attempt
+    ///     .service(Connector::new(options.clone(), container.id()));
+    /// let conn = container.connect_with(stack, options).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with<S>(
+        &self,
+        connector: S,
+        options: impl Into<ConnectOptions>,
+    ) -> Result<Connection, Error>
+    where
+        S: tower::Service<Endpoint, Response = Transport> + Clone + Send + 'static,
+        S::Error: Into<tower::BoxError> + Send,
+        S::Future: Send,
+    {
+        let opts = options.into();
+        let endpoints: Vec<Endpoint> = opts.addresses()?.into_iter().map(Endpoint::from).collect();
+        let mut service = ReconnectLayer::new(opts.reconnect.clone(), endpoints).layer(connector);
+        let events = service.events();
+        let first =
+            tokio::time::timeout(opts.open_timeout, service.call(NextConnection::first())).await;
+        let transport = match first {
+            Ok(r) => r?,
+            Err(_) => {
+                let within = opts.open_timeout;
+                return Err(match service.last_error() {
+                    Some(e) => {
+                        tracing::warn!(error = %e, "no connection within {within:?}");
+                        e
                     }
-                }
+                    None => Error::new(
+                        ErrorKind::Timeout,
+                        format!("no connection within {within:?}"),
+                    ),
+                });
             }
-            None => Box::new(tcp),
         };
-        // With TLS 1.3 a refused client certificate shows after the
-        // handshake, on the first read: give it its TLS kind too.
-        let conn = match self.run_over(io, &opts, use_tls).await {
-            Err(e) if use_tls => match tls::find_rustls(&e) {
-                Some(t) => return Err(tls::from_rustls(t, &target)),
-                None => return Err(e),
-            },
-            r => r?,
-        };
-        tracing::debug!(peer = %target, remote = %conn.remote_container_id(), "connected");
-        Ok(conn)
+        tracing::debug!(url = %transport.url(), remote = %transport.remote_open().container_id, "connected");
+        let reconnect = service
+            .is_enabled()
+            .then(|| Reconnector::new(BoxService::new(service), opts.resend_in_flight));
+        Ok(start_opened(transport, reconnect, events, defaults(&opts)))
     }
 
     /// Runs a client connection over a byte stream you opened yourself (any
@@ -113,80 +134,30 @@ impl Container {
     /// connected to, and the TLS options are not applied (wrap the stream
     /// yourself; it then counts as unencrypted for
     /// [`allow_insecure_mechs`](ConnectOptions::allow_insecure_mechs)).
-    /// Resolves once the peer's open has arrived.
+    /// Resolves once the peer's open has arrived. Such a connection cannot
+    /// reconnect (there is nothing to connect again to): a loss ends it.
     pub async fn connect_with_io(
         &self,
         io: impl Io,
         options: impl Into<ConnectOptions>,
     ) -> Result<Connection, Error> {
-        self.run_over(Box::new(io), &options.into(), false).await
-    }
-
-    /// The engine over `io`, until the peer's open; `encrypted` says
-    /// whether `io` is TLS (for the choice of SASL mechanism).
-    async fn run_over(
-        &self,
-        io: BoxIo,
-        opts: &ConnectOptions,
-        encrypted: bool,
-    ) -> Result<Connection, Error> {
+        let opts = options.into();
         let addr = opts.address().ok().cloned();
-        let outcome = Arc::new(Mutex::new(None));
-        let sasl = if opts.sasl_enabled {
-            Sasl::Client(Arc::new(ClientSasl {
-                user: opts
-                    .user
-                    .clone()
-                    .or(addr.as_ref().and_then(|a| a.user.clone())),
-                password: opts
-                    .password
-                    .clone()
-                    .or(addr.as_ref().and_then(|a| a.password.clone())),
-                allowed: opts.allowed_mechs.clone(),
-                allow_insecure: opts.allow_insecure_mechs,
-                encrypted,
-                client_cert: encrypted && opts.tls.has_client_cert(),
-                outcome: outcome.clone(),
-            }))
-        } else {
-            Sasl::Disabled
-        };
-        let config = proto::Config {
-            container_id: opts
-                .container_id
-                .clone()
-                .unwrap_or_else(|| self.id.to_string()),
-            hostname: opts
-                .hostname
-                .clone()
-                .or(addr.as_ref().map(|a| a.host.clone())),
-            max_frame_size: opts.max_frame_size,
-            channel_max: opts.channel_max,
-            idle_timeout: opts.idle_timeout,
-            properties: opts.properties.clone(),
-            offered_capabilities: opts.offered_capabilities.clone(),
-            desired_capabilities: opts.desired_capabilities.clone(),
-            max_message_size: opts.max_message_size,
-            max_partial_bytes: opts.max_partial_bytes,
-            sasl,
-            open_timeout: Some(opts.open_timeout),
-            close_timeout: opts.close_timeout,
-            attach_timeout: Some(opts.attach_timeout),
-            ..Default::default()
-        };
-        let mut started = start(Side::Client, config, io, None);
-        let remote = match started.opened().await {
-            Ok(r) => r,
-            Err(e) => return Err(handshake_error(e, &outcome)),
-        };
-        Ok(started.into_connection(
-            remote,
-            Defaults {
-                attach_timeout: opts.attach_timeout,
-                credit_window: opts.credit_window,
-                max_in_flight: opts.max_in_flight,
-            },
-        ))
+        let id = opts
+            .container_id
+            .clone()
+            .unwrap_or_else(|| self.id.to_string());
+        let url = addr.as_ref().map(|a| Endpoint::from(a.clone()).url());
+        let t = open_over(
+            Box::new(io),
+            &opts,
+            &id,
+            addr.as_ref(),
+            false,
+            url.unwrap_or_else(|| "io".into()),
+        )
+        .await?;
+        Ok(start_opened(t, None, Default::default(), defaults(&opts)))
     }
 
     /// Serves one connection over a byte stream you accepted yourself (any
@@ -214,23 +185,6 @@ impl Container {
     /// (`[::]` for IPv6, port 0 for any free port) or [`ListenOptions`].
     pub async fn listen(&self, options: impl Into<ListenOptions>) -> Result<Listener, Error> {
         Listener::bind(self.id.to_string(), options.into()).await
-    }
-}
-
-/// Gives start-up failures their precise kind: TLS required by the
-/// server, or the SASL outcome code of a failed authentication.
-fn handshake_error(e: Error, outcome: &Mutex<Option<SaslCode>>) -> Error {
-    if e.condition() == Some(proto::TLS_REQUIRED.as_str()) {
-        return Error::new(
-            ErrorKind::TlsRequired,
-            e.description().unwrap_or("the server requires TLS"),
-        );
-    }
-    match *outcome.lock().unwrap() {
-        Some(code) if code != SaslCode::Ok && e.kind() == &ErrorKind::Authentication => {
-            e.with_sasl_code(code)
-        }
-        _ => e,
     }
 }
 

@@ -165,6 +165,7 @@ impl IncomingLink {
             rx,
             window,
             options.auto_accept,
+            options.dedupe,
         ))
     }
 

@@ -184,6 +184,7 @@ pub struct ReceiverOptions {
     pub(crate) distribution_mode: Option<Symbol>,
     pub(crate) filter: Option<Map>,
     pub(crate) rcv_settle_mode: RcvSettleMode,
+    pub(crate) dedupe: usize,
 }
 
 impl Default for ReceiverOptions {
@@ -198,6 +199,7 @@ impl Default for ReceiverOptions {
             distribution_mode: None,
             filter: None,
             rcv_settle_mode: RcvSettleMode::First,
+            dedupe: 0,
         }
     }
 }
@@ -247,6 +249,18 @@ impl ReceiverOptions {
     #[must_use]
     pub fn auto_accept(mut self, on: bool) -> Self {
         self.auto_accept = on;
+        self
+    }
+
+    /// A duplicate filter: the stream skips (and accepts) a message whose
+    /// message-id is among the last `n` it yielded, such as one the broker
+    /// redelivers after a reconnect because our accept was lost with the
+    /// connection. Messages without a message-id always pass. Default: 0
+    /// (off). It costs a decode of the message's properties per delivery
+    /// and memory for `n` ids.
+    #[must_use]
+    pub fn dedupe(mut self, n: usize) -> Self {
+        self.dedupe = n;
         self
     }
 

@@ -38,6 +38,34 @@ pub struct Receiver {
     buffered: VecDeque<RecvItem>,
     done: bool,
     closing: bool,
+    /// The connection (epoch) the counted `consumed` deliveries came on.
+    consumed_epoch: u64,
+    dedupe: Option<Dedupe>,
+}
+
+/// The last message ids yielded, for [`ReceiverOptions::dedupe`](crate::ReceiverOptions::dedupe).
+#[derive(Debug)]
+struct Dedupe {
+    max: usize,
+    order: VecDeque<crate::message::MessageId>,
+    seen: std::collections::HashSet<crate::message::MessageId>,
+}
+
+impl Dedupe {
+    /// Whether `id` was seen; records it if not.
+    fn seen(&mut self, id: &crate::message::MessageId) -> bool {
+        if self.seen.contains(id) {
+            return true;
+        }
+        if self.order.len() == self.max {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.order.push_back(id.clone());
+        self.seen.insert(id.clone());
+        false
+    }
 }
 
 impl Receiver {
@@ -48,8 +76,16 @@ impl Receiver {
         rx: mpsc::UnboundedReceiver<RecvItem>,
         window: u32,
         auto_accept: bool,
+        dedupe: usize,
     ) -> Self {
+        let consumed_epoch = conn.inner.shared.epoch.load(Ordering::Acquire);
         Receiver {
+            consumed_epoch,
+            dedupe: (dedupe > 0).then(|| Dedupe {
+                max: dedupe,
+                order: VecDeque::new(),
+                seen: std::collections::HashSet::new(),
+            }),
             conn,
             link,
             remote,
@@ -94,6 +130,7 @@ impl Receiver {
             add: credit,
             drain: false,
             consumed: 0,
+            epoch: 0,
         })
     }
 
@@ -109,6 +146,7 @@ impl Receiver {
             add: 0,
             drain: true,
             consumed: 0,
+            epoch: 0,
         })?;
         let timeout = self.conn.defaults().attach_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -147,10 +185,11 @@ impl Receiver {
         self.conn.detach_and_wait(self.link, false, None).await
     }
 
-    fn settle_handle(&self, id: DeliveryId) -> SettleHandle {
+    fn settle_handle(&self, id: DeliveryId, epoch: u64) -> SettleHandle {
         SettleHandle {
             tx: self.conn.inner.tx.clone(),
             id,
+            epoch,
             auto_accept: self.auto_accept,
             settled: AtomicBool::new(false),
         }
@@ -160,6 +199,7 @@ impl Receiver {
         match item {
             RecvItem::Delivery {
                 id,
+                epoch,
                 tag,
                 settled,
                 payload,
@@ -167,23 +207,43 @@ impl Receiver {
                 // Report what the application took, so that the session
                 // window reopens past it; with a credit window, top credit
                 // up in the same command once per half window.
+                if epoch != self.consumed_epoch {
+                    self.report_consumed();
+                    self.consumed_epoch = epoch;
+                }
                 self.consumed += 1;
                 if self.consumed >= (self.window / 2).max(1) {
-                    let _ = self.conn.send_command(Command::Flow {
-                        link: self.link,
-                        add: if self.window > 0 { self.consumed } else { 0 },
-                        drain: false,
-                        consumed: self.consumed,
-                    });
-                    self.consumed = 0;
+                    self.report_consumed();
                 }
-                Some(Ok(Delivery {
+                let current = self.conn.inner.shared.epoch.load(Ordering::Acquire);
+                if !settled && epoch != current {
+                    // Came on a connection lost since: it cannot be settled
+                    // any more, and the peer redelivers it.
+                    tracing::debug!("skipping a delivery of a lost connection");
+                    return None;
+                }
+                let delivery = Delivery {
                     decoded: OnceLock::new(),
                     payload,
                     tag,
                     remote_settled: settled,
-                    handle: (!settled).then(|| self.settle_handle(id)),
-                }))
+                    handle: (!settled).then(|| self.settle_handle(id, epoch)),
+                };
+                if let Some(d) = &mut self.dedupe {
+                    let id = delivery
+                        .message()
+                        .ok()
+                        .and_then(|m| m.properties.as_ref())
+                        .and_then(|p| p.message_id.clone());
+                    if id.is_some_and(|id| d.seen(&id)) {
+                        tracing::debug!("skipping a duplicate message");
+                        if let Some(h) = &delivery.handle {
+                            let _ = h.settle(DeliveryState::Accepted, None);
+                        }
+                        return None;
+                    }
+                }
+                Some(Ok(delivery))
             }
             RecvItem::Drained => None,
             RecvItem::Detached(e) => {
@@ -193,6 +253,24 @@ impl Receiver {
                 (!self.closing).then_some(Err(e))
             }
         }
+    }
+}
+
+impl Receiver {
+    /// Sends the count of consumed deliveries (and, with a credit window,
+    /// as much new credit).
+    fn report_consumed(&mut self) {
+        if self.consumed == 0 {
+            return;
+        }
+        let _ = self.conn.send_command(Command::Flow {
+            link: self.link,
+            add: if self.window > 0 { self.consumed } else { 0 },
+            drain: false,
+            consumed: self.consumed,
+            epoch: self.consumed_epoch,
+        });
+        self.consumed = 0;
     }
 }
 
@@ -207,13 +285,22 @@ impl Drop for Receiver {
         while let Ok(item) = self.rx.try_recv() {
             unread.push(item);
         }
-        let mut consumed = self.consumed;
+        self.report_consumed();
+        let current = self.conn.inner.shared.epoch.load(Ordering::Acquire);
+        let mut consumed = 0;
         for item in unread {
-            if let RecvItem::Delivery { id, settled, .. } = item {
+            if let RecvItem::Delivery {
+                id, epoch, settled, ..
+            } = item
+            {
+                if epoch != current {
+                    continue; // the peer redelivers it elsewhere
+                }
                 consumed += 1;
                 if !settled {
                     let _ = self.conn.send_command(Command::Settle {
                         delivery: id,
+                        epoch,
                         state: Some(DeliveryState::Released),
                         reply: None,
                     });
@@ -225,6 +312,7 @@ impl Drop for Receiver {
             add: 0,
             drain: false,
             consumed,
+            epoch: current,
         });
         if !self.done && !self.closing {
             self.conn.detach_link(self.link, true, None);
@@ -263,6 +351,7 @@ impl Stream for Receiver {
 struct SettleHandle {
     tx: mpsc::UnboundedSender<Command>,
     id: DeliveryId,
+    epoch: u64,
     auto_accept: bool,
     settled: AtomicBool,
 }
@@ -280,6 +369,7 @@ impl SettleHandle {
         self.tx
             .send(Command::Settle {
                 delivery: self.id,
+                epoch: self.epoch,
                 state: Some(state),
                 reply,
             })

@@ -1,9 +1,11 @@
 //! State a connection's handles share with its driver: the terminal error,
 //! settings, and the statistics counters.
 
+use super::reconnect::EventHub;
 use crate::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -14,6 +16,12 @@ pub(crate) struct Shared {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) overshoot: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    /// The connection deliveries come on now (one more per reconnect).
+    pub(crate) epoch: AtomicU64,
+    pub(crate) events: Arc<EventHub>,
+    /// How the connection ended, once it has for good.
+    pub(crate) ended: watch::Sender<Option<Result<(), Error>>>,
 }
 
 impl Shared {
@@ -26,7 +34,28 @@ impl Shared {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             overshoot: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            events: Arc::new(EventHub::default()),
+            ended: watch::channel(None).0,
         }
+    }
+
+    /// The same, reporting to `events` (the reconnect layer's).
+    pub(crate) fn with_events(container_id: String, events: Arc<EventHub>) -> Self {
+        Shared {
+            events,
+            ..Shared::new(container_id)
+        }
+    }
+
+    /// The connection has ended for good.
+    pub(crate) fn finish(&self, how: Result<(), Error>) {
+        if let Err(e) = &how {
+            self.set_error(e.clone());
+        }
+        self.ended.send_replace(Some(how));
+        self.events.close();
     }
 
     /// The error that ended the connection, if it has ended.
@@ -48,7 +77,7 @@ impl Shared {
             messages_out: self.messages_out.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
-            reconnects: 0,
+            reconnects: self.reconnects.load(Ordering::Relaxed),
             credit_overshoot: self.overshoot.load(Ordering::Relaxed),
         }
     }
@@ -66,7 +95,7 @@ pub struct Statistics {
     pub bytes_in: u64,
     /// Bytes written to the transport.
     pub bytes_out: u64,
-    /// Reconnects so far (always 0 until reconnect is enabled).
+    /// Reconnects so far: connections that replaced a lost one.
     pub reconnects: u64,
     /// Transfers the peer sent beyond the link credit we granted. Some
     /// brokers overshoot under load (RabbitMQ 3.10 resets its credit on

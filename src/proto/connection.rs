@@ -236,6 +236,20 @@ impl Connection {
                 }
                 Phase::Header { expect } => {
                     if self.input.len() < 8 {
+                        // Bytes that cannot begin a protocol header fail
+                        // now, not when (or if) eight have come.
+                        let n = self.input.len().min(4);
+                        if self.input[..n] != b"AMQP"[..n] {
+                            let got = self.input.to_vec();
+                            if expect.is_none() {
+                                self.answer_with_our_header();
+                            }
+                            self.stop(
+                                condition::FRAMING_ERROR,
+                                format!("the peer sent an invalid protocol header {got:02x?}"),
+                            );
+                            return Ok(());
+                        }
                         return Ok(());
                     }
                     let mut h = [0u8; 8];

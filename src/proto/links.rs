@@ -282,22 +282,36 @@ impl Connection {
     /// Takes every message that has no outcome yet (unsettled or queued),
     /// for a driver whose connection failed.
     pub fn take_unsent(&mut self) -> Vec<(SendId, Message)> {
-        let mut out = Vec::new();
+        let (mut written, queued) = self.take_unsent_parts();
+        written.extend(queued);
+        written
+    }
+
+    /// Takes every message that has no outcome yet, in two lists, each in
+    /// send order: those written to the peer without an outcome (the peer
+    /// may have them), and those never written. A reconnecting driver
+    /// sends the second again, and the first unless told not to.
+    #[allow(clippy::type_complexity)]
+    pub fn take_unsent_parts(&mut self) -> (Vec<(SendId, Message)>, Vec<(SendId, Message)>) {
+        let mut written = Vec::new();
         for s in self.store.sessions.values_mut() {
-            out.extend(
+            written.extend(
                 std::mem::take(&mut s.outgoing_unsettled)
                     .into_values()
                     .map(|u| (u.send, u.message.into_message())),
             );
         }
+        let mut queued = Vec::new();
         for l in self.store.links.values_mut() {
-            out.extend(
+            queued.extend(
                 l.queue
                     .drain(..)
                     .map(|q| (q.send, q.message.into_message())),
             );
         }
-        out
+        written.sort_by_key(|(id, _)| *id);
+        queued.sort_by_key(|(id, _)| *id);
+        (written, queued)
     }
 
     pub(super) fn on_detach(&mut self, sid: SessionId, d: Detach) -> Result<(), Fatal> {

@@ -13,6 +13,7 @@ impl Driver {
         }
         let s = self.engine.begin().map_err(Error::from_amqp_local)?;
         self.default_session = Some(s);
+        self.keep_session(s);
         Ok(s)
     }
 
@@ -37,9 +38,13 @@ impl Driver {
         }
         match cmd {
             Command::Open => self.engine.open(),
-            Command::HandlesGone => self.engine.close(None),
+            Command::HandlesGone => {
+                self.closing = true;
+                self.engine.close(None);
+            }
             Command::Begin { reply } => match self.engine.begin() {
                 Ok(s) => {
+                    self.keep_session(s);
                     self.begins.insert(s, reply);
                 }
                 Err(e) => {
@@ -50,6 +55,7 @@ impl Driver {
                 if self.default_session == Some(session) {
                     self.default_session = None;
                 }
+                self.forget_session(session);
                 let _ = self.engine.end(session, error);
             }
             Command::Attach {
@@ -59,13 +65,18 @@ impl Driver {
                 credit,
                 reply,
             } => {
+                let kept = self.reconnect.is_some().then(|| (*attach).clone());
                 let result = self.session_for(session).and_then(|s| {
                     self.engine
                         .attach(s, *attach)
+                        .map(|link| (link, s))
                         .map_err(Error::from_amqp_local)
                 });
                 match result {
-                    Ok(link) => {
+                    Ok((link, s)) => {
+                        if let Some(a) = kept {
+                            self.keep_link(link, s, a, credit);
+                        }
                         self.add_receiver(link, sink, credit);
                         self.attaches.insert(link, reply);
                     }
@@ -108,6 +119,7 @@ impl Driver {
                         id,
                         PendingSend {
                             link,
+                            settled,
                             reply,
                             _permit: permit,
                         },
@@ -125,8 +137,11 @@ impl Driver {
                 add,
                 drain,
                 consumed,
+                epoch,
             } => {
-                if consumed > 0 {
+                // What was consumed of a lost connection's deliveries
+                // no longer holds this one's window.
+                if consumed > 0 && epoch == self.epoch {
                     let _ = self.engine.consumed(link, consumed);
                 }
                 if add > 0 || drain {
@@ -137,9 +152,20 @@ impl Driver {
             }
             Command::Settle {
                 delivery,
+                epoch,
                 state,
                 reply,
             } => {
+                if epoch != self.epoch {
+                    if let Some(r) = reply {
+                        let _ = r.send(Err(Error::new(
+                            ErrorKind::Disconnected,
+                            "not settled: the delivery came on a connection that was lost since; \
+                             the peer will redeliver the message",
+                        )));
+                    }
+                    return;
+                }
                 let second = self
                     .engine
                     .link_attach(delivery.link)
@@ -168,6 +194,7 @@ impl Driver {
                 error,
                 reply,
             } => {
+                self.forget_link(link);
                 let detaching = self.engine.detach(link, closed, error).is_ok();
                 if let Some(reply) = reply {
                     if detaching {
@@ -178,6 +205,7 @@ impl Driver {
                 }
             }
             Command::Close { error, reply } => {
+                self.closing = true;
                 self.engine.close(error);
                 if let Some(reply) = reply {
                     self.closes.push(reply);

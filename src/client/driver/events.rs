@@ -17,6 +17,11 @@ impl Driver {
             } => {
                 let err =
                     Error::from_close(error.clone(), remote, timeout, self.engine.is_remote_open());
+                if (remote || timeout) && self.may_reconnect(&err) {
+                    // The run loop replaces the connection.
+                    self.lost = Some(err);
+                    return;
+                }
                 for c in self.closes.drain(..) {
                     let _ = c.send(if (remote && error.is_some()) || timeout {
                         Err(err.clone())
@@ -41,6 +46,7 @@ impl Driver {
                 if self.default_session == Some(session) {
                     self.default_session = None;
                 }
+                self.forget_session(session);
                 if let Some(r) = self.begins.remove(&session) {
                     let e = match error {
                         Some(e) => Error::from_amqp(ErrorKind::SessionEnded, e),
@@ -82,6 +88,11 @@ impl Driver {
                 closed,
                 remote,
             } => {
+                if remote && self.reattach_forced(link, &error) {
+                    self.resend(unsent);
+                    return;
+                }
+                self.forget_link(link);
                 let err = Error::from_detach(error, closed, remote, timeout);
                 if let Some(r) = self.attaches.remove(&link) {
                     let _ = r.send(Err(err.clone()));
@@ -159,6 +170,7 @@ impl Driver {
                 self.shared.messages_in.fetch_add(1, Ordering::Relaxed);
                 let item = RecvItem::Delivery {
                     id: delivery,
+                    epoch: self.epoch,
                     tag,
                     settled,
                     payload,

@@ -33,6 +33,9 @@ use tokio::sync::{mpsc, oneshot};
 
 mod commands;
 mod events;
+mod restore;
+
+pub(crate) use restore::Reconnector;
 
 /// Links the peer opened that the application has not taken yet; more are
 /// refused with `amqp:resource-limit-exceeded`.
@@ -45,6 +48,9 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 pub(crate) enum RecvItem {
     Delivery {
         id: DeliveryId,
+        /// The connection (0 the first, 1 after the first reconnect, ...)
+        /// it came on.
+        epoch: u64,
         tag: Bytes,
         settled: bool,
         payload: Bytes,
@@ -111,9 +117,13 @@ pub(crate) enum Command {
         add: u32,
         drain: bool,
         consumed: u32,
+        /// The connection the consumed deliveries came on.
+        epoch: u64,
     },
     Settle {
         delivery: DeliveryId,
+        /// The connection the delivery came on.
+        epoch: u64,
         state: Option<DeliveryState>,
         reply: Option<Reply<()>>,
     },
@@ -134,6 +144,7 @@ pub(crate) enum Command {
 
 struct PendingSend {
     link: LinkId,
+    settled: bool,
     reply: Option<Reply<Outcome>>,
     _permit: Option<Slot>,
 }
@@ -167,6 +178,15 @@ pub(crate) struct Driver {
     /// Output bytes produced by the engine, and written to the socket.
     produced: u64,
     written: u64,
+    /// What it takes to reconnect, if reconnecting is on, and what must
+    /// be restored then.
+    reconnect: Option<Reconnector>,
+    /// Set when the engine reports an end that a reconnect may repair.
+    lost: Option<Error>,
+    /// We are closing (a close, or every handle gone): never reconnect.
+    closing: bool,
+    /// Which connection this is: 0, then one more per reconnect.
+    epoch: u64,
 }
 
 impl Driver {
@@ -175,7 +195,7 @@ impl Driver {
         io: BoxIo,
         commands: mpsc::UnboundedReceiver<Command>,
         shared: Arc<Shared>,
-        open_waiter: Reply<Box<Open>>,
+        open_waiter: Option<Reply<Box<Open>>>,
         incoming: mpsc::Sender<Incoming>,
     ) -> Self {
         Driver {
@@ -183,7 +203,7 @@ impl Driver {
             io: Some(io),
             commands,
             shared,
-            open_waiter: Some(open_waiter),
+            open_waiter,
             pending_open: None,
             incoming,
             default_session: None,
@@ -197,25 +217,48 @@ impl Driver {
             receivers: HashMap::new(),
             produced: 0,
             written: 0,
+            reconnect: None,
+            lost: None,
+            closing: false,
+            epoch: 0,
         }
     }
 
-    /// Runs the connection until it is closed and every byte is written.
+    /// Turns reconnecting on (for a client connection made by a
+    /// connector), with the events that came with the first open.
+    pub(crate) fn with_reconnect(mut self, r: Option<Reconnector>, events: Vec<Event>) -> Self {
+        self.reconnect = r;
+        for e in events {
+            self.on_event(e);
+        }
+        self
+    }
+
+    /// Runs the connection until it is closed and every byte is written,
+    /// reconnecting after transient failures if reconnect is on.
     pub(crate) async fn run(mut self) {
         let span = tracing::debug_span!("connection", id = %self.shared.container_id);
         let _enter = span.enter();
-        let result = self.run_inner().await;
-        let error = match result {
-            Ok(()) => self
-                .shared
-                .error()
-                .unwrap_or_else(|| Error::new(ErrorKind::Closed, "the connection is closed")),
-            Err(e) => e,
+        let (error, clean) = loop {
+            match self.run_inner().await {
+                Ok(()) => {
+                    let error = self.shared.error().unwrap_or_else(|| {
+                        Error::new(ErrorKind::Closed, "the connection is closed")
+                    });
+                    break (error, true);
+                }
+                Err(e) if self.may_reconnect(&e) => {
+                    if let Err(e) = self.reconnect(e).await {
+                        break (e, false);
+                    }
+                }
+                Err(e) => break (e, false),
+            }
         };
         tracing::debug!(%error, "connection ended");
-        self.fail_all(error);
+        self.fail_all(error.clone());
+        self.shared.finish(if clean { Ok(()) } else { Err(error) });
     }
-
     fn drain_events(&mut self) {
         while let Some(e) = self.engine.poll_event() {
             self.on_event(e);
@@ -229,6 +272,9 @@ impl Driver {
         let mut commands_open = true;
         loop {
             self.drain_events();
+            if let Some(e) = self.lost.take() {
+                return Err(e);
+            }
             if let Some(open) = self.pending_open.take() {
                 if let Some(w) = self.open_waiter.take() {
                     let _ = w.send(Ok(open));
@@ -242,6 +288,9 @@ impl Driver {
                 // Producing output raises events (presettled sends written,
                 // a send refused for the peer's max-message-size).
                 self.drain_events();
+                if let Some(e) = self.lost.take() {
+                    return Err(e);
+                }
             }
             self.shared
                 .overshoot
@@ -300,6 +349,7 @@ impl Driver {
                         }
                         None => {
                             commands_open = false;
+                            self.closing = true;
                             self.engine.close(None);
                         }
                     }

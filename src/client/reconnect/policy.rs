@@ -264,8 +264,8 @@ impl Reconnect {
 
     /// The delays of an iterator, made afresh by `make` on each reset; the
     /// end of the iterator means give up. `backon` builders plug in here:
-    /// `Reconnect::from_iter(|| ExponentialBuilder::default().build())`.
-    pub fn from_iter<I>(make: impl Fn() -> I + Send + Sync + 'static) -> Self
+    /// `Reconnect::delays(|| ExponentialBuilder::default().build())`.
+    pub fn delays<I>(make: impl Fn() -> I + Send + Sync + 'static) -> Self
     where
         I: IntoIterator<Item = Duration>,
         I::IntoIter: Send + 'static,
@@ -280,7 +280,7 @@ impl Reconnect {
                 })
             }),
             enabled: true,
-            describe: "Reconnect::from_iter".into(),
+            describe: "Reconnect::delays".into(),
         }
     }
 
@@ -410,7 +410,7 @@ mod tests {
 
     #[test]
     fn iterator_policies_restart_on_reset() {
-        let r = Reconnect::from_iter(|| [Duration::from_secs(1), Duration::from_secs(2)]);
+        let r = Reconnect::delays(|| [Duration::from_secs(1), Duration::from_secs(2)]);
         let p = r.policy();
         p.reset();
         assert_eq!(p.next(), Some(Duration::from_secs(1)));
