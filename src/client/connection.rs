@@ -366,11 +366,22 @@ impl Connection {
         };
         // The channel only reports the link's detach (a sender receives nothing).
         let (tx, rx) = mpsc::unbounded_channel();
-        let Attached { link, remote, .. } = self.attach(session, attach, Some(tx), 0).await?;
+        let (credit_tx, credit_rx) = tokio::sync::watch::channel(0);
+        let Attached { link, remote, .. } = self
+            .attach(session, attach, Some(tx), 0, Some(credit_tx))
+            .await?;
         let max = options
             .max_in_flight
             .unwrap_or(self.defaults().max_in_flight);
-        Ok(Sender::new(self.clone(), link, remote, options, max, rx))
+        Ok(Sender::new(
+            self.clone(),
+            link,
+            remote,
+            options,
+            max,
+            rx,
+            credit_rx,
+        ))
     }
 
     pub(crate) async fn attach_receiver(
@@ -403,7 +414,8 @@ impl Connection {
             .credit_window
             .unwrap_or(self.defaults().credit_window);
         let (tx, rx) = mpsc::unbounded_channel();
-        let Attached { link, remote, .. } = self.attach(session, attach, Some(tx), window).await?;
+        let Attached { link, remote, .. } =
+            self.attach(session, attach, Some(tx), window, None).await?;
         Ok(Receiver::new(
             self.clone(),
             link,
@@ -421,6 +433,7 @@ impl Connection {
         attach: Attach,
         sink: Option<mpsc::UnboundedSender<super::driver::RecvItem>>,
         credit: u32,
+        credit_watch: Option<tokio::sync::watch::Sender<u32>>,
     ) -> Result<Attached, Error> {
         let (reply, rx) = oneshot::channel();
         self.send_command(Command::Attach {
@@ -428,6 +441,7 @@ impl Connection {
             attach: Box::new(attach),
             sink,
             credit,
+            credit_watch,
             reply,
         })?;
         self.await_reply(rx, "attach").await

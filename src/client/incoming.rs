@@ -103,11 +103,13 @@ impl IncomingLink {
         remote.source = attach.source.clone();
         // The channel only reports the link's detach (a sender receives nothing).
         let (tx, rx) = mpsc::unbounded_channel();
+        let (credit_tx, credit_rx) = tokio::sync::watch::channel(0);
         self.conn.send_command(Command::AcceptLink {
             link: self.link,
             attach: Box::new(attach),
             sink: Some(tx),
             credit: 0,
+            credit_watch: Some(credit_tx),
         })?;
         let settled = self.attach.snd_settle_mode == SndSettleMode::Settled;
         let mut options = SenderOptions::default();
@@ -122,6 +124,7 @@ impl IncomingLink {
             options,
             max,
             rx,
+            credit_rx,
         ))
     }
 
@@ -155,6 +158,7 @@ impl IncomingLink {
             attach: Box::new(attach),
             sink: Some(tx),
             credit: window,
+            credit_watch: None,
         })?;
         let mut remote = self.attach.clone();
         remote.target = Some(target.into());

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 type OutcomeRx = oneshot::Receiver<Result<Outcome, Error>>;
 
@@ -36,6 +36,7 @@ pub struct Sender {
     address: Option<String>,
     window: Arc<Window>,
     detach: Arc<DetachSignal>,
+    credit: watch::Receiver<u32>,
     sink_pending: FuturesUnordered<OutcomeRx>,
     sink_error: Option<Error>,
     /// This handle holds an in-flight slot reserved by `poll_ready`.
@@ -67,6 +68,7 @@ impl Clone for Sender {
             address: self.address.clone(),
             window: self.window.clone(),
             detach: self.detach.clone(),
+            credit: self.credit.clone(),
             sink_pending: FuturesUnordered::new(),
             sink_error: None,
             reserved: false,
@@ -82,6 +84,7 @@ impl Sender {
         options: SenderOptions,
         max_in_flight: usize,
         detach: mpsc::UnboundedReceiver<RecvItem>,
+        credit: watch::Receiver<u32>,
     ) -> Self {
         let settled = options.mode == DeliveryMode::AtMostOnce;
         let window = Window::new(max_in_flight, link, settled, conn.inner.tx.clone());
@@ -95,6 +98,7 @@ impl Sender {
                 rx: tokio::sync::Mutex::new(detach),
                 error: OnceLock::new(),
             }),
+            credit,
             sink_pending: FuturesUnordered::new(),
             sink_error: None,
             reserved: false,
@@ -104,6 +108,31 @@ impl Sender {
     /// The target address, or `None` for an anonymous-relay sender.
     pub fn address(&self) -> Option<&str> {
         self.address.as_deref()
+    }
+
+    /// The link credit: how many more messages the peer lets us send now
+    /// (0 until its first grant, and while the connection is being
+    /// replaced). Sends beyond it are not refused: they queue until credit
+    /// comes (bounded by the in-flight window).
+    pub fn credit(&self) -> u32 {
+        *self.credit.borrow()
+    }
+
+    /// Resolves once the link has credit (Proton's `on_sendable`); fails
+    /// if the link or the connection has ended.
+    pub async fn sendable(&self) -> Result<(), Error> {
+        let mut rx = self.credit.clone();
+        let ok = rx.wait_for(|c| *c > 0).await.is_ok();
+        if ok {
+            Ok(())
+        } else {
+            Err(self
+                .detach
+                .error
+                .get()
+                .cloned()
+                .unwrap_or_else(|| self.conn.closed_error()))
+        }
     }
 
     /// The link name.

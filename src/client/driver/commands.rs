@@ -63,6 +63,7 @@ impl Driver {
                 attach,
                 sink,
                 credit,
+                credit_watch,
                 reply,
             } => {
                 let kept = self.reconnect.is_some().then(|| (*attach).clone());
@@ -77,6 +78,9 @@ impl Driver {
                         if let Some(a) = kept {
                             self.keep_link(link, s, a, credit);
                         }
+                        if let Some(w) = credit_watch {
+                            self.credit_watches.insert(link, w);
+                        }
                         self.add_receiver(link, sink, credit);
                         self.attaches.insert(link, reply);
                     }
@@ -90,8 +94,14 @@ impl Driver {
                 attach,
                 sink,
                 credit,
+                credit_watch,
             } => match self.engine.accept_link(link, *attach) {
-                Ok(()) => self.add_receiver(link, sink, credit),
+                Ok(()) => {
+                    if let Some(w) = credit_watch {
+                        self.credit_watches.insert(link, w);
+                    }
+                    self.add_receiver(link, sink, credit)
+                }
                 Err(_) => {
                     // The peer detached it before we answered.
                     if let Some(sink) = sink {
@@ -114,6 +124,7 @@ impl Driver {
                 permit,
             } => match self.engine.send(link, message, settled) {
                 Ok(id) => {
+                    self.credit_changed(link);
                     self.shared.messages_out.fetch_add(1, Ordering::Relaxed);
                     self.sends.insert(
                         id,

@@ -93,6 +93,7 @@ impl Driver {
                     return;
                 }
                 self.forget_link(link);
+                self.credit_watches.remove(&link);
                 let err = Error::from_detach(error, closed, remote, timeout);
                 if let Some(r) = self.attaches.remove(&link) {
                     let _ = r.send(Err(err.clone()));
@@ -134,7 +135,7 @@ impl Driver {
                     let _ = r.send(if timeout { Err(err) } else { Ok(()) });
                 }
             }
-            Event::Credit { .. } => {}
+            Event::Credit { link, .. } => self.credit_changed(link),
             Event::Sent { send, .. } => {
                 if let Some(p) = self.sends.remove(&send) {
                     // Complete once its bytes are handed to the socket.
@@ -244,6 +245,7 @@ impl Driver {
         for (_, r) in self.settles.drain() {
             let _ = r.send(Err(error.clone()));
         }
+        self.credit_watches.clear();
         for (_, tx) in self.receivers.drain() {
             let _ = tx.send(RecvItem::Detached(error.clone()));
         }

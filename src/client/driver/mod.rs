@@ -16,6 +16,7 @@
 //! commands or timers.
 
 use super::outcome::Outcome;
+use super::reconnect::ConnectionEvent;
 use super::shared::Shared;
 use super::window::Slot;
 use crate::error::{Error, ErrorKind};
@@ -29,7 +30,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 mod commands;
 mod events;
@@ -91,6 +92,8 @@ pub(crate) enum Command {
         attach: Box<Attach>,
         sink: Option<mpsc::UnboundedSender<RecvItem>>,
         credit: u32,
+        /// A sender's view of its link credit.
+        credit_watch: Option<watch::Sender<u32>>,
         reply: Reply<Attached>,
     },
     AcceptLink {
@@ -98,6 +101,7 @@ pub(crate) enum Command {
         attach: Box<Attach>,
         sink: Option<mpsc::UnboundedSender<RecvItem>>,
         credit: u32,
+        credit_watch: Option<watch::Sender<u32>>,
     },
     RefuseLink {
         link: LinkId,
@@ -187,6 +191,9 @@ pub(crate) struct Driver {
     closing: bool,
     /// Which connection this is: 0, then one more per reconnect.
     epoch: u64,
+    /// Senders' link credit, and the links whose credit may have changed.
+    credit_watches: HashMap<LinkId, watch::Sender<u32>>,
+    credit_dirty: Vec<LinkId>,
 }
 
 impl Driver {
@@ -221,6 +228,8 @@ impl Driver {
             lost: None,
             closing: false,
             epoch: 0,
+            credit_watches: HashMap::new(),
+            credit_dirty: Vec::new(),
         }
     }
 
@@ -242,17 +251,35 @@ impl Driver {
         let (error, clean) = loop {
             match self.run_inner().await {
                 Ok(()) => {
-                    let error = self.shared.error().unwrap_or_else(|| {
+                    let error = self.shared.error();
+                    // Clean: our close, or the peer's without an error.
+                    let clean =
+                        self.closing || error.as_ref().is_none_or(|e| e.condition().is_none());
+                    if !clean {
+                        if let Some(e) = &error {
+                            self.shared
+                                .events
+                                .emit(ConnectionEvent::Disconnected { error: e.clone() });
+                        }
+                    }
+                    let error = error.unwrap_or_else(|| {
                         Error::new(ErrorKind::Closed, "the connection is closed")
                     });
-                    break (error, true);
+                    break (error, clean);
                 }
                 Err(e) if self.may_reconnect(&e) => {
                     if let Err(e) = self.reconnect(e).await {
                         break (e, false);
                     }
                 }
-                Err(e) => break (e, false),
+                Err(e) => {
+                    if !self.closing {
+                        self.shared
+                            .events
+                            .emit(ConnectionEvent::Disconnected { error: e.clone() });
+                    }
+                    break (e, false);
+                }
             }
         };
         tracing::debug!(%error, "connection ended");
@@ -275,6 +302,7 @@ impl Driver {
             if let Some(e) = self.lost.take() {
                 return Err(e);
             }
+            self.publish_credit();
             if let Some(open) = self.pending_open.take() {
                 if let Some(w) = self.open_waiter.take() {
                     let _ = w.send(Ok(open));
@@ -291,6 +319,7 @@ impl Driver {
                 if let Some(e) = self.lost.take() {
                     return Err(e);
                 }
+                self.publish_credit();
             }
             self.shared
                 .overshoot
@@ -356,6 +385,23 @@ impl Driver {
                 }
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
             }
+        }
+    }
+
+    /// Tells senders whose link credit changed.
+    fn publish_credit(&mut self) {
+        for link in self.credit_dirty.drain(..) {
+            if let Some(w) = self.credit_watches.get(&link) {
+                let c = self.engine.credit(link);
+                w.send_if_modified(|v| std::mem::replace(v, c) != c);
+            }
+        }
+    }
+
+    /// Marks a sender link's credit as possibly changed.
+    pub(super) fn credit_changed(&mut self, link: LinkId) {
+        if self.credit_dirty.last() != Some(&link) && self.credit_watches.contains_key(&link) {
+            self.credit_dirty.push(link);
         }
     }
 

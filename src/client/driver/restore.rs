@@ -9,7 +9,7 @@
 //! error of kind [`ErrorKind::Disconnected`] (the peer redelivers it).
 
 use super::*;
-use crate::client::reconnect::{ConnectionEvent, NextConnection, Transport};
+use crate::client::reconnect::{NextConnection, Transport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tower::util::BoxService;
@@ -333,6 +333,9 @@ impl Driver {
             if receiver && credit > 0 {
                 let _ = self.engine.add_credit(link, credit, false);
             }
+        }
+        for w in self.credit_watches.values() {
+            w.send_replace(0);
         }
         self.resend(again);
         // Anything not re-sent belongs to nothing now.
