@@ -95,12 +95,11 @@ fn number(m: &Message) -> Option<u64> {
 
 /// Reconnect with short delays, so the tests do not wait on the schedule.
 fn fast(url: &str) -> ConnectOptions {
-    ConnectOptions::new()
-        .url(url)
-        .reconnect(Reconnect::exponential_with(|e| {
-            e.initial_delay(Duration::from_millis(10))
-                .max_delay(Duration::from_millis(200))
-        }))
+    ConnectOptions::new().url(url).reconnect(
+        Reconnect::exponential()
+            .initial_delay(Duration::from_millis(10))
+            .max_delay(Duration::from_millis(200)),
+    )
 }
 
 /// Collects the connection's events in the background.
@@ -283,11 +282,11 @@ async fn disabled_fails_every_handle_at_once() {
 async fn giving_up_fails_what_waits_with_the_last_error() {
     let (addr, _) = server(0).await;
     let proxy = Proxy::start(addr).await;
-    let opts = ConnectOptions::new()
-        .url(proxy.url())
-        .reconnect(Reconnect::exponential_with(|e| {
-            e.initial_delay(Duration::from_millis(10)).max_attempts(3)
-        }));
+    let opts = ConnectOptions::new().url(proxy.url()).reconnect(
+        Reconnect::exponential()
+            .initial_delay(Duration::from_millis(10))
+            .max_attempts(3),
+    );
     let conn = within("connect", aqueduct::connect(opts)).await.unwrap();
     let log = record_events(&conn);
     let sender = within("attach", conn.open_sender("q")).await.unwrap();

@@ -53,9 +53,9 @@ pub struct ReconnectLayer {
 
 impl ReconnectLayer {
     /// Reconnects over `endpoints` (at least one) with `reconnect`.
-    pub fn new(reconnect: Reconnect, endpoints: Vec<Endpoint>) -> Self {
+    pub fn new(reconnect: impl Into<Reconnect>, endpoints: Vec<Endpoint>) -> Self {
         ReconnectLayer {
-            reconnect,
+            reconnect: reconnect.into(),
             endpoints: endpoints.into(),
             stable_after: STABLE_AFTER,
         }
@@ -348,7 +348,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn attempts_follow_the_schedule_and_rotate_urls() {
         let c = failing(Error::new(ErrorKind::Io, "refused"));
-        let policy = Reconnect::exponential_with(|e| e.max_attempts(10));
+        let policy = Reconnect::exponential().max_attempts(10);
         let mut svc =
             ReconnectLayer::new(policy, endpoints(&["amqp://a", "amqp://b:5673"])).layer(c.clone());
         let err = svc.call(NextConnection::first()).await.unwrap_err();
@@ -373,8 +373,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn errors_no_retry_can_fix_end_at_once() {
         let c = failing(Error::new(ErrorKind::Authentication, "bad password"));
-        let mut svc = ReconnectLayer::new(Reconnect::exponential(), endpoints(&["amqp://a"]))
-            .layer(c.clone());
+        let mut svc =
+            ReconnectLayer::new(Reconnect::default(), endpoints(&["amqp://a"])).layer(c.clone());
         let err = svc.call(NextConnection::first()).await.unwrap_err();
         assert_eq!(err.kind(), &ErrorKind::Authentication);
         assert_eq!(c.calls.load(Ordering::SeqCst), 1);
@@ -395,7 +395,7 @@ mod tests {
     async fn events_report_each_failed_attempt_and_retry() {
         use futures::StreamExt;
         let c = failing(Error::new(ErrorKind::Io, "refused"));
-        let policy = Reconnect::from(Exponential::default().max_attempts(2));
+        let policy = Exponential::default().max_attempts(2);
         let mut svc = ReconnectLayer::new(policy, endpoints(&["amqp://a", "amqp://b"])).layer(c);
         let hub = svc.events();
         let _ = svc.call(NextConnection::first()).await;

@@ -206,7 +206,7 @@ pub struct Reconnect {
 
 impl Default for Reconnect {
     fn default() -> Self {
-        Reconnect::exponential()
+        Exponential::default().into()
     }
 }
 
@@ -229,16 +229,12 @@ impl From<Exponential> for Reconnect {
 
 impl Reconnect {
     /// Proton's schedule (the default): the first retry at once, then 0.1 s
-    /// doubling to 10 s, forever. Tune it with the [`Exponential`] setters
-    /// through [`Reconnect::exponential_with`].
-    pub fn exponential() -> Self {
-        Exponential::default().into()
-    }
-
-    /// Proton's schedule, adjusted: `Reconnect::exponential_with(|e|
-    /// e.max_delay(Duration::from_secs(1)).max_attempts(20))`.
-    pub fn exponential_with(f: impl FnOnce(Exponential) -> Exponential) -> Self {
-        f(Exponential::default()).into()
+    /// doubling to 10 s, forever. Adjust it with the [`Exponential`]
+    /// setters: `Reconnect::exponential().max_delay(Duration::from_secs(1))
+    /// .max_attempts(20)` (it converts into a `Reconnect` where one is
+    /// expected).
+    pub fn exponential() -> Exponential {
+        Exponential::default()
     }
 
     /// No reconnect (Proton's `reconnect=False`): a lost connection fails
