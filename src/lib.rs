@@ -50,9 +50,18 @@
 //!   [`Receiver`] (`Stream`), [`Delivery`], [`listen`], [`Listener`],
 //!   [`IncomingConnection`], [`IncomingLink`], [`connect_with_io`]. One
 //!   driver task per connection (`client/driver/`: the loop, commands,
-//!   events) owns the engine and the byte stream; handles talk to it over a
-//!   channel, every frame queued in a turn goes out in one write, and above
-//!   the output high-water mark it stops reading and taking commands.
+//!   events, `restore` for reconnects) owns the engine and the byte stream;
+//!   handles talk to it over a channel, every frame queued in a turn goes
+//!   out in one write, and above the output high-water mark it stops
+//!   reading and taking commands.
+//! - `client/reconnect/`: reconnect and failover as a tower layer:
+//!   `policy` ([`Reconnect`], [`ReconnectPolicy`], [`Exponential`], Proton's
+//!   schedule), `connector` ([`Connector`], a `tower::Service<Endpoint>` that
+//!   makes an opened [`Transport`]: TCP, TLS, SASL, open), `layer`
+//!   ([`ReconnectLayer`]: the URL rotation and the policy's delays), `events`
+//!   ([`ConnectionEvent`]). When a transport is lost the driver asks the
+//!   layered service for a new one, begins its sessions and attaches its
+//!   links again under the same ids, and re-sends what had no outcome.
 //! - `error`: [`Error`] and [`DecodeError`], each with a `#[non_exhaustive]`
 //!   kind; errors carry the AMQP condition and description.
 #![forbid(unsafe_code)]

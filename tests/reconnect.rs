@@ -394,3 +394,40 @@ impl TakeReady for aqueduct::ConnectionEvents {
         out
     }
 }
+
+/// The connector composes with tower layers: a timeout per attempt under
+/// the reconnect layer moves a connect stuck on an unresponsive first URL
+/// on to the second one (failover), and a `map_request` layer sees each
+/// endpoint tried.
+#[tokio::test]
+async fn a_tower_stack_times_out_attempts_and_fails_over() {
+    let (addr, _) = server(0).await;
+    let stuck = Proxy::start(addr).await;
+    stuck.stop_accepting(true); // the TCP connect succeeds, nothing answers
+    let good = format!("amqp://{addr}");
+    let options = ConnectOptions::new()
+        .urls([stuck.url(), good.clone()])
+        .reconnect(Reconnect::exponential().initial_delay(Duration::from_millis(10)));
+    let tried = Arc::new(Mutex::new(Vec::new()));
+    let t = tried.clone();
+    let container = aqueduct::Container::new();
+    let stack = tower::ServiceBuilder::new()
+        .map_request(move |e: aqueduct::Endpoint| {
+            t.lock().unwrap().push(e.url());
+            e
+        })
+        .timeout(Duration::from_millis(300))
+        .service(aqueduct::Connector::new(options.clone(), container.id()));
+    let conn = within("connect", container.connect_with(stack, options))
+        .await
+        .unwrap();
+    let tried = tried.lock().unwrap().clone();
+    assert_eq!(tried, [stuck.url(), good], "one attempt each, in order");
+    let k = kinds(&Mutex::new(conn.events().take_while_ready().await));
+    assert_eq!(k, ["failed", "reconnecting"], "{k:?}");
+    let sender = within("attach", conn.open_sender("q")).await.unwrap();
+    assert_eq!(
+        within("send", sender.send(numbered(0))).await.unwrap(),
+        Outcome::Accepted
+    );
+}

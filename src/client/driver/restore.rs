@@ -167,11 +167,22 @@ impl Driver {
         self.shared.epoch.store(self.epoch, Ordering::Release);
         let watermark = self.engine.id_watermark();
         let (written, queued) = self.engine.take_unsent_parts();
+        // A receiver with a credit window gets its whole window again (what
+        // was in flight may be lost with the connection, and its stream
+        // tops up only as deliveries come: granting less could stall it;
+        // the skipped deliveries of the lost connection top up too, so at
+        // most two windows are outstanding for a while). Manual credit
+        // carries over as it was.
         let mut credits = HashMap::new();
         if let Some(r) = &self.reconnect {
             for (&link, rec) in &r.links {
                 if rec.receiver {
-                    credits.insert(link, self.engine.credit(link));
+                    let c = if rec.credit > 0 {
+                        rec.credit
+                    } else {
+                        self.engine.credit(link)
+                    };
+                    credits.insert(link, c);
                 }
             }
         }
