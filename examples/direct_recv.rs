@@ -5,7 +5,8 @@
 //! closes the connection and exits; any error exits 1 after printing it.
 
 use aqueduct::{Error, IncomingEndpoint, ReceiverOptions};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use std::io::{BufWriter, Write};
 
 /// Splits optparse-style `-aX`, `--address=X` into option and value.
 fn split(arg: &str) -> (&str, Option<String>) {
@@ -23,7 +24,7 @@ fn usage(arg: &str) -> ! {
 
 async fn run(url: &str, count: u64) -> Result<(), Error> {
     let mut listener = aqueduct::listen(url).await?;
-    let mut received = 0;
+    let (mut received, mut out) = (0, BufWriter::new(std::io::stdout().lock()));
     while let Some(incoming) = listener.next().await {
         let conn = incoming.accept()?;
         while let Some(endpoint) = conn.next_incoming().await {
@@ -33,13 +34,22 @@ async fn run(url: &str, count: u64) -> Result<(), Error> {
                 }
                 _ => continue, // a session, or a link receiving from us: refused as it drops
             };
-            while let Some(delivery) = receiver.next().await {
-                println!("{}", delivery?.message()?.body()); // accepted as it drops
+            // Output is buffered, and flushed whenever no delivery waits.
+            while let Some(delivery) = match receiver.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    out.flush()?;
+                    receiver.next().await
+                }
+            } {
+                writeln!(out, "{}", delivery?.message()?.body())?; // accepted as it drops
                 received += 1;
                 if received == count {
+                    out.flush()?;
                     return conn.close().await;
                 }
             }
+            out.flush()?;
         }
     }
     Ok(())

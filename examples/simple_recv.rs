@@ -5,7 +5,8 @@
 //! error exits 1 after printing it.
 
 use aqueduct::{transport::Address, Error};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use std::io::{BufWriter, Write};
 
 /// Splits optparse-style `-aX`, `--address=X` into option and value.
 fn split(arg: &str) -> (&str, Option<String>) {
@@ -25,15 +26,24 @@ async fn run(url: &str, count: u64) -> Result<(), Error> {
     let address = url.parse::<Address>()?.address.unwrap_or_default();
     let conn = aqueduct::connect(url).await?;
     let mut receiver = conn.open_receiver(address).await?;
-    let mut received = 0;
-    while let Some(delivery) = receiver.next().await {
-        println!("{}", delivery?.message()?.body()); // accepted as it drops
+    let (mut received, mut out) = (0, BufWriter::new(std::io::stdout().lock()));
+    // Output is buffered, and flushed whenever no delivery is waiting.
+    while let Some(delivery) = match receiver.next().now_or_never() {
+        Some(next) => next,
+        None => {
+            out.flush()?;
+            receiver.next().await
+        }
+    } {
+        writeln!(out, "{}", delivery?.message()?.body())?; // accepted as it drops
         received += 1;
         if received == count {
+            out.flush()?;
             receiver.close().await?;
             return conn.close().await;
         }
     }
+    out.flush()?;
     Err(conn
         .error()
         .unwrap_or_else(|| Error::new(aqueduct::ErrorKind::Closed, "link closed")))
