@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 pub(crate) struct Defaults {
     pub(crate) attach_timeout: Duration,
     pub(crate) credit_window: u32,
+    pub(crate) credit_window_bytes: u64,
     pub(crate) max_in_flight: usize,
 }
 
@@ -410,12 +411,11 @@ impl Connection {
             properties: options.properties.clone(),
             ..Default::default()
         };
-        let window = options
-            .credit_window
-            .unwrap_or(self.defaults().credit_window);
+        let mut window = options.credit(self.defaults());
         let (tx, rx) = mpsc::unbounded_channel();
-        let Attached { link, remote, .. } =
-            self.attach(session, attach, Some(tx), window, None).await?;
+        let Attached { link, remote, .. } = self
+            .attach(session, attach, Some(tx), window.initial(), None)
+            .await?;
         Ok(Receiver::new(
             self.clone(),
             link,

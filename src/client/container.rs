@@ -18,6 +18,7 @@ fn defaults(opts: &ConnectOptions) -> Defaults {
     Defaults {
         attach_timeout: opts.attach_timeout,
         credit_window: opts.credit_window,
+        credit_window_bytes: opts.credit_window_bytes,
         max_in_flight: opts.max_in_flight,
     }
 }

@@ -5,8 +5,13 @@
 
 use std::time::Duration;
 
-/// Receivers' prefetch (Proton Python's default).
-pub(crate) const CREDIT_WINDOW: u32 = 10;
+/// Receivers' credit window in messages (Proton Python's prefetch is 10,
+/// which costs a round trip every few small messages; the byte bound
+/// below keeps large messages in check).
+pub(crate) const CREDIT_WINDOW: u32 = 1000;
+/// Receivers' credit window in bytes (the window in messages shrinks to
+/// this over the average message size).
+pub(crate) const CREDIT_WINDOW_BYTES: u64 = 16 << 20;
 /// Unsettled sends per sender.
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
 /// How long a TCP connect may take.

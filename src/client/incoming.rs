@@ -149,15 +149,13 @@ impl IncomingLink {
             rcv_settle_mode: RcvSettleMode::First,
             ..Default::default()
         };
-        let window = options
-            .credit_window
-            .unwrap_or(self.conn.defaults().credit_window);
+        let mut window = options.credit(self.conn.defaults());
         let (tx, rx) = mpsc::unbounded_channel();
         self.conn.send_command(Command::AcceptLink {
             link: self.link,
             attach: Box::new(attach),
             sink: Some(tx),
-            credit: window,
+            credit: window.initial(),
             credit_watch: None,
         })?;
         let mut remote = self.attach.clone();

@@ -180,6 +180,7 @@ pub struct ReceiverOptions {
     pub(crate) mode: DeliveryMode,
     pub(crate) properties: Option<Map>,
     pub(crate) credit_window: Option<u32>,
+    pub(crate) credit_window_bytes: Option<u64>,
     pub(crate) auto_accept: bool,
     pub(crate) distribution_mode: Option<Symbol>,
     pub(crate) filter: Option<Map>,
@@ -195,6 +196,7 @@ impl Default for ReceiverOptions {
             mode: DeliveryMode::AtLeastOnce,
             properties: None,
             credit_window: None,
+            credit_window_bytes: None,
             auto_accept: true,
             distribution_mode: None,
             filter: None,
@@ -232,14 +234,33 @@ impl ReceiverOptions {
         self
     }
 
-    /// The credit window: how many messages may be in flight to us; credit
-    /// is topped up as deliveries are consumed. 0 means manual credit
+    /// The credit window in messages: how many may be in flight to us or
+    /// buffered; credit is topped up as deliveries are consumed, once half
+    /// the window is free. 0 means manual credit
     /// ([`Receiver::add_credit`](crate::Receiver::add_credit)). Default: the
-    /// connection's `credit_window` (10, like Proton's prefetch).
+    /// connection's `credit_window` (1000).
     #[must_use]
     pub fn credit_window(mut self, window: u32) -> Self {
         self.credit_window = Some(window);
         self
+    }
+
+    /// The credit window in bytes: the window in messages shrinks to this
+    /// over the average size of the messages seen (the first grant assumes
+    /// 64 KiB each), so large messages cannot pile up. Default: the
+    /// connection's `credit_window_bytes` (16 MiB).
+    #[must_use]
+    pub fn credit_window_bytes(mut self, bytes: u64) -> Self {
+        self.credit_window_bytes = Some(bytes);
+        self
+    }
+
+    /// The credit window for these options, with the connection's defaults.
+    pub(crate) fn credit(&self, d: &super::connection::Defaults) -> super::credit::CreditWindow {
+        super::credit::CreditWindow::new(
+            self.credit_window.unwrap_or(d.credit_window),
+            self.credit_window_bytes.unwrap_or(d.credit_window_bytes),
+        )
     }
 
     /// Whether a delivery is accepted when it is dropped without being

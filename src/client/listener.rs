@@ -38,6 +38,7 @@ pub struct ListenOptions {
     pub(crate) max_links_per_session: usize,
     pub(crate) handshake_timeout: Duration,
     pub(crate) credit_window: u32,
+    pub(crate) credit_window_bytes: u64,
     pub(crate) max_in_flight: usize,
     pub(crate) anonymous: Option<bool>,
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
@@ -84,6 +85,7 @@ impl ListenOptions {
             max_links_per_session: engine.max_links_per_session,
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
             credit_window: defaults::CREDIT_WINDOW,
+            credit_window_bytes: defaults::CREDIT_WINDOW_BYTES,
             max_in_flight: defaults::MAX_IN_FLIGHT,
             anonymous: None,
             authenticator: None,
@@ -170,10 +172,19 @@ impl ListenOptions {
         self
     }
 
-    /// The default credit window of accepted receivers. Default: 10.
+    /// The default credit window of accepted receivers, in messages.
+    /// Default: 1000 (see [`ReceiverOptions::credit_window`](crate::ReceiverOptions::credit_window)).
     #[must_use]
     pub fn credit_window(mut self, window: u32) -> Self {
         self.credit_window = window;
+        self
+    }
+
+    /// The default credit window of accepted receivers, in bytes.
+    /// Default: 16 MiB (see [`ReceiverOptions::credit_window_bytes`](crate::ReceiverOptions::credit_window_bytes)).
+    #[must_use]
+    pub fn credit_window_bytes(mut self, bytes: u64) -> Self {
+        self.credit_window_bytes = bytes;
         self
     }
 
@@ -556,6 +567,7 @@ async fn serve(
             .attach_timeout
             .unwrap_or(defaults::ATTACH_TIMEOUT),
         credit_window: opts.credit_window,
+        credit_window_bytes: opts.credit_window_bytes,
         max_in_flight: opts.max_in_flight,
     };
     match started.opened().await {

@@ -6,6 +6,7 @@
 
 mod connection;
 mod container;
+mod credit;
 mod defaults;
 mod driver;
 mod incoming;

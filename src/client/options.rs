@@ -42,6 +42,7 @@ pub struct ConnectOptions {
     pub(crate) attach_timeout: Duration,
     pub(crate) close_timeout: Duration,
     pub(crate) credit_window: u32,
+    pub(crate) credit_window_bytes: u64,
     pub(crate) max_in_flight: usize,
     pub(crate) error: Option<Error>,
 }
@@ -78,6 +79,7 @@ impl Default for ConnectOptions {
             attach_timeout: engine.attach_timeout.unwrap_or(defaults::ATTACH_TIMEOUT),
             close_timeout: engine.close_timeout,
             credit_window: defaults::CREDIT_WINDOW,
+            credit_window_bytes: defaults::CREDIT_WINDOW_BYTES,
             max_in_flight: defaults::MAX_IN_FLIGHT,
             error: None,
         }
@@ -104,6 +106,7 @@ impl fmt::Debug for ConnectOptions {
             .field("channel_max", &self.channel_max)
             .field("max_message_size", &self.max_message_size)
             .field("credit_window", &self.credit_window)
+            .field("credit_window_bytes", &self.credit_window_bytes)
             .field("max_in_flight", &self.max_in_flight)
             .finish_non_exhaustive()
     }
@@ -459,11 +462,23 @@ impl ConnectOptions {
         self
     }
 
-    /// The default credit window of receivers (Proton's prefetch): credit
-    /// is topped up as deliveries are consumed. Default: 10.
+    /// The default credit window of receivers in messages (Proton's
+    /// prefetch): credit is topped up as deliveries are consumed, once half
+    /// the window is free. Default: 1000 (Proton's 10 costs a round trip
+    /// every few small messages; the byte bound keeps large messages in
+    /// check).
     #[must_use]
     pub fn credit_window(mut self, window: u32) -> Self {
         self.credit_window = window;
+        self
+    }
+
+    /// The default credit window of receivers in bytes: a receiver's window
+    /// in messages shrinks to this over the average message size seen.
+    /// Default: 16 MiB.
+    #[must_use]
+    pub fn credit_window_bytes(mut self, bytes: u64) -> Self {
+        self.credit_window_bytes = bytes;
         self
     }
 

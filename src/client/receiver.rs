@@ -2,7 +2,12 @@
 //! deliveries' settlement.
 
 use super::connection::Connection;
+use super::credit::CreditWindow;
 use super::driver::{Command, RecvItem, Reply};
+
+/// Consumed deliveries are reported to the driver (for the session window)
+/// at least this often, also when no credit goes out with them.
+const REPORT_EVERY: u32 = 256;
 use crate::error::{DecodeError, Error, ErrorKind};
 use crate::frame::{AmqpError, Attach, DeliveryState, Modified, Rejected};
 use crate::message::Message;
@@ -19,9 +24,12 @@ use tokio::sync::{mpsc, oneshot};
 
 /// A link that receives messages, as a `Stream` of deliveries.
 ///
-/// With a credit window (the default, 10) credit is granted at attach and
-/// topped up as deliveries are taken from the stream, so at most a window
-/// of messages is buffered. With a window of 0, credit is manual
+/// With a credit window (the default: at most 1000 messages and 16 MiB)
+/// credit is granted at attach and topped up once half the window is free
+/// as deliveries are taken from the stream, so at most a window is
+/// buffered or in flight. The window in messages adapts to the sizes seen:
+/// the smaller of the count and the bytes over the average size (the first
+/// grant assumes 64 KiB messages). With a window of 0, credit is manual
 /// ([`add_credit`](Self::add_credit), [`drain`](Self::drain)).
 ///
 /// The stream yields `Err` once if the link is detached with an error (the
@@ -32,7 +40,8 @@ pub struct Receiver {
     link: LinkId,
     remote: Box<Attach>,
     rx: mpsc::UnboundedReceiver<RecvItem>,
-    window: u32,
+    credit: CreditWindow,
+    /// Deliveries consumed and not yet reported to the driver.
     consumed: u32,
     auto_accept: bool,
     buffered: VecDeque<RecvItem>,
@@ -74,7 +83,7 @@ impl Receiver {
         link: LinkId,
         remote: Box<Attach>,
         rx: mpsc::UnboundedReceiver<RecvItem>,
-        window: u32,
+        credit: CreditWindow,
         auto_accept: bool,
         dedupe: usize,
     ) -> Self {
@@ -90,7 +99,7 @@ impl Receiver {
             link,
             remote,
             rx,
-            window,
+            credit,
             consumed: 0,
             auto_accept,
             buffered: VecDeque::new(),
@@ -208,12 +217,13 @@ impl Receiver {
                 // window reopens past it; with a credit window, top credit
                 // up in the same command once per half window.
                 if epoch != self.consumed_epoch {
-                    self.report_consumed();
+                    self.report_consumed(0);
                     self.consumed_epoch = epoch;
                 }
                 self.consumed += 1;
-                if self.consumed >= (self.window / 2).max(1) {
-                    self.report_consumed();
+                let add = self.credit.consumed(payload.len());
+                if add > 0 || self.consumed >= REPORT_EVERY {
+                    self.report_consumed(add);
                 }
                 let current = self.conn.inner.shared.epoch.load(Ordering::Acquire);
                 if !settled && epoch != current {
@@ -257,15 +267,15 @@ impl Receiver {
 }
 
 impl Receiver {
-    /// Sends the count of consumed deliveries (and, with a credit window,
-    /// as much new credit).
-    fn report_consumed(&mut self) {
-        if self.consumed == 0 {
+    /// Sends the count of consumed deliveries (the session window reopens
+    /// past them), with `add` more credit.
+    fn report_consumed(&mut self, add: u32) {
+        if self.consumed == 0 && add == 0 {
             return;
         }
         let _ = self.conn.send_command(Command::Flow {
             link: self.link,
-            add: if self.window > 0 { self.consumed } else { 0 },
+            add,
             drain: false,
             consumed: self.consumed,
             epoch: self.consumed_epoch,
@@ -285,7 +295,7 @@ impl Drop for Receiver {
         while let Ok(item) = self.rx.try_recv() {
             unread.push(item);
         }
-        self.report_consumed();
+        self.report_consumed(0);
         let current = self.conn.inner.shared.epoch.load(Ordering::Acquire);
         let mut consumed = 0;
         for item in unread {
