@@ -56,7 +56,10 @@ usage: broker [options]
   -a HOST:PORT                 address to listen on (default localhost:5672; port 0 picks one)
   --handshake-timeout-ms N     time a client has to open its connection (default 10000)
   --prefetch N                 messages in flight per consumer (default 64)
-  --credit N                   credit window of the links that send to us (default 100)
+  --credit N                   credit window of the links that send to us, in messages
+                               (default 1000)
+  --credit-bytes N             ... and in bytes over the producer's average message size
+                               (default 16777216, 16 MiB)
   --max-queue-depth N          messages a queue holds before its producers get no credit
                                (default 100000)
   --max-queue-bytes N          bytes a queue holds before its producers get no credit
@@ -125,14 +128,20 @@ impl Depth {
         }
     }
 
-    /// How many more messages the queue takes; waits while it is full.
-    async fn room(&self) -> usize {
+    /// How many more messages of `size` bytes (an average) the queue
+    /// takes; waits while it is full.
+    async fn room(&self, size: usize) -> usize {
         loop {
             let drained = self.drained.notified();
             {
                 let l = self.level.lock().unwrap();
                 if !l.full {
-                    return self.limits.messages.saturating_sub(l.messages);
+                    let bytes = self.limits.bytes.saturating_sub(l.bytes) / size.max(1);
+                    return self
+                        .limits
+                        .messages
+                        .saturating_sub(l.messages)
+                        .min(bytes.max(1));
                 }
             }
             drained.await;
@@ -145,6 +154,7 @@ struct Broker {
     ids: AtomicU64,
     prefetch: usize,
     credit: u32,
+    credit_bytes: usize,
     limits: Limits,
     idle: Duration,
 }
@@ -395,17 +405,20 @@ impl Queue {
 
 /// Takes what a producer sends to the queue of its target or, for an
 /// anonymous relay, of each message's `to`. Credit is granted while that
-/// queue has room (for an anonymous relay: the queue it sent to last).
+/// queue has room (for an anonymous relay: the queue it sent to last), at
+/// most `--credit` messages and `--credit-bytes` over the producer's
+/// average message size (assumed 64 KiB until one arrives).
 async fn publish(broker: Arc<Broker>, mut receiver: Receiver, target: Option<Arc<QueueRef>>) {
-    let window = broker.credit as usize;
+    let mut average = 64 * 1024; // the producer's average message size
     let mut credit = 0; // what the producer may still send
     let mut top_up = true; // false after a grant, until the next delivery
     let mut last: Option<(String, Arc<QueueRef>)> = None;
     loop {
+        let window = (broker.credit as usize).min((broker.credit_bytes / average).max(1));
         let queue = target.as_ref().or(last.as_ref().map(|(_, q)| q));
         let room = async {
             match queue {
-                Some(q) => q.depth.room().await,
+                Some(q) => q.depth.room(average).await,
                 None => window,
             }
         };
@@ -455,6 +468,7 @@ async fn publish(broker: Arc<Broker>, mut receiver: Receiver, target: Option<Arc
         };
         // Queued as it arrived; dropping the delivery accepts it.
         let payload = delivery.payload().clone();
+        average = (average * 7 + payload.len().max(1)) / 8;
         q.depth.add(payload.len());
         if q.tx.send(Cmd::Publish(payload)).is_err() {
             // A dynamic queue deleted with its consumer.
@@ -549,7 +563,8 @@ async fn main() -> Result<(), aqueduct::Error> {
         queues: Mutex::new(HashMap::new()),
         ids: AtomicU64::new(0),
         prefetch: arg(&args, "--prefetch").unwrap_or(64usize).max(1),
-        credit: arg(&args, "--credit").unwrap_or(100u32).max(1),
+        credit: arg(&args, "--credit").unwrap_or(1000u32).max(1),
+        credit_bytes: arg(&args, "--credit-bytes").unwrap_or(16usize << 20).max(1),
         limits: Limits {
             messages: arg(&args, "--max-queue-depth")
                 .unwrap_or(100_000usize)
