@@ -87,7 +87,13 @@ impl Sender {
         credit: watch::Receiver<u32>,
     ) -> Self {
         let settled = options.mode == DeliveryMode::AtMostOnce;
-        let window = Window::new(max_in_flight, link, settled, conn.inner.tx.clone());
+        let window = Window::new(
+            max_in_flight,
+            link,
+            settled,
+            conn.inner.tx.clone(),
+            conn.inner.shared.clone(),
+        );
         Sender {
             conn,
             link,
@@ -192,7 +198,7 @@ impl Sender {
         &self,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<Outcome, Error>> + Send + 'static {
-        Self::outcome(self.submit(Payload::Message(message.into())))
+        Self::outcome(self.submit(self.window.payload(message.into())))
     }
 
     /// Closes the link (the peer's terminus is closed too).
@@ -280,7 +286,8 @@ impl Sink<Message> for Sender {
     }
 
     fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        let rx = self.submit_ready(Payload::Message(message));
+        let payload = self.window.payload(message);
+        let rx = self.submit_ready(payload);
         self.sink_pending.push(rx);
         Ok(())
     }
@@ -317,6 +324,7 @@ impl tower::Service<Message> for Sender {
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        Box::pin(Self::outcome(self.submit_ready(Payload::Message(message))))
+        let payload = self.window.payload(message);
+        Box::pin(Self::outcome(self.submit_ready(payload)))
     }
 }

@@ -4,8 +4,11 @@
 
 use super::driver::{Command, Reply};
 use super::outcome::Outcome;
+use super::shared::Shared;
 use crate::error::{Error, ErrorKind};
+use crate::message::Message;
 use crate::proto::{LinkId, Payload};
+use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -25,8 +28,21 @@ pub(crate) struct Window {
     link: LinkId,
     settled: bool,
     tx: mpsc::UnboundedSender<Command>,
+    /// The connection's state, for the error that closed it.
+    shared: Arc<Shared>,
     state: Mutex<State>,
+    /// Where small messages are encoded, in the sending task: a message
+    /// then moves to the driver as a few bytes of `Bytes` instead of a
+    /// 488-byte `Message` copied at each hop, and many share one
+    /// allocation.
+    encoder: Mutex<BytesMut>,
 }
+
+/// Messages up to this size (encoded) are encoded by the sender; larger
+/// ones are encoded by the engine straight into its output (one copy).
+const EAGER_MAX: usize = 16 * 1024;
+/// The encoder's buffer grows by at least this much at a time.
+const ENCODER_CHUNK: usize = 64 * 1024;
 
 /// A slot in the window, held by the driver until the send's outcome; its
 /// drop hands the slot to the next message in the backlog.
@@ -60,18 +76,38 @@ impl Window {
         link: LinkId,
         settled: bool,
         tx: mpsc::UnboundedSender<Command>,
+        shared: Arc<Shared>,
     ) -> Arc<Self> {
         Arc::new(Window {
             max,
             link,
             settled,
             tx,
+            shared,
             state: Mutex::new(State {
                 in_flight: 0,
                 backlog: VecDeque::new(),
                 waiters: Vec::new(),
             }),
+            encoder: Mutex::new(BytesMut::new()),
         })
+    }
+
+    /// The payload of `message`: small ones encoded here (see `encoder`).
+    pub(crate) fn payload(&self, message: Message) -> Payload {
+        let len = message.encoded_len();
+        if len > EAGER_MAX {
+            return Payload::Message(message);
+        }
+        let bytes = {
+            let mut buf = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
+            if buf.capacity() < len {
+                buf.reserve(len.max(ENCODER_CHUNK));
+            }
+            message.encode(&mut *buf);
+            buf.split().freeze()
+        };
+        Payload::Encoded(bytes)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -141,7 +177,9 @@ impl Window {
                 } = cmd
                 {
                     slot.0 = None; // the caller releases the slot, without recursion
-                    let e = Error::new(ErrorKind::Closed, "the connection is closed");
+                    let e = self.shared.error().unwrap_or_else(|| {
+                        Error::new(ErrorKind::Closed, "the connection is closed")
+                    });
                     let _ = reply.send(Err(e.with_message(message.into_message())));
                 }
                 false

@@ -319,6 +319,12 @@ impl Driver {
                 if let Some(e) = self.lost.take() {
                     return Err(e);
                 }
+                // Writing transfers takes credit without an event.
+                for (&link, w) in &self.credit_watches {
+                    if *w.borrow() > 0 {
+                        self.credit_dirty.push(link);
+                    }
+                }
                 self.publish_credit();
             }
             self.shared
