@@ -21,8 +21,8 @@ mod common;
 
 use aqueduct::frame::Performative;
 use aqueduct::{
-    ConnectOptions, Connection, ConnectionEvent, Error, ErrorKind, Message, Outcome, Reconnect,
-    Receiver, Sender,
+    ConnectOptions, Connection, ConnectionEvent, Error, ErrorKind, Message, Outcome, Receiver,
+    Reconnect, Sender,
 };
 use common::proxy::{Dir, Proxy, XorShift};
 use futures::stream::FuturesUnordered;
@@ -486,9 +486,9 @@ impl Fault {
         match self {
             Fault::MidFrameToServer(n) => proxy.cut_after_bytes(Dir::ToServer, n),
             Fault::MidFrameToClient(n) => proxy.cut_after_bytes(Dir::ToClient, n),
-            Fault::BeforeDisposition => proxy.cut_on_frame(Dir::ToClient, |p| {
-                matches!(p, Performative::Disposition(_))
-            }),
+            Fault::BeforeDisposition => {
+                proxy.cut_on_frame(Dir::ToClient, |p| matches!(p, Performative::Disposition(_)))
+            }
             Fault::AfterTransfer => {
                 proxy.cut_after_frame(Dir::ToServer, |p| matches!(p, Performative::Transfer(_)))
             }
@@ -621,7 +621,14 @@ async fn twenty_thousand_messages_through_at_least_ten_cuts() {
     let accepted = log.accepted.subscribe();
     let (done_tx, done) = watch::channel(false);
     let sending = async {
-        send_all(&sender, 0..N as u32, WINDOW, FuturesUnordered::new(), &mut log).await;
+        send_all(
+            &sender,
+            0..N as u32,
+            WINDOW,
+            FuturesUnordered::new(),
+            &mut log,
+        )
+        .await;
         done_tx.send_replace(true);
     };
     let faults = inject_faults(&proxy, &plan, N, accepted, done);
@@ -638,7 +645,9 @@ async fn twenty_thousand_messages_through_at_least_ten_cuts() {
     proxy.stop_random_byte_cuts(Dir::ToClient);
     proxy.stop_random_byte_cuts(Dir::ToServer);
     assert_eq!(
-        within("the end message", T, sender.send(END)).await.unwrap(),
+        within("the end message", T, sender.send(END))
+            .await
+            .unwrap(),
         Outcome::Accepted
     );
     let tally = tally(received).await;
@@ -767,7 +776,9 @@ async fn broker_restart_loses_nothing() {
     )
     .await;
     assert_eq!(
-        within("the end message", T, sender.send(END)).await.unwrap(),
+        within("the end message", T, sender.send(END))
+            .await
+            .unwrap(),
         Outcome::Accepted
     );
     let tally = tally(received).await;
@@ -790,7 +801,10 @@ async fn broker_restart_loses_nothing() {
         missing.len(),
         &missing[..missing.len().min(20)]
     );
-    assert_eq!(tally.duplicates, 0, "duplicates, though no send was taken twice");
+    assert_eq!(
+        tally.duplicates, 0,
+        "duplicates, though no send was taken twice"
+    );
     assert!(events.count(is_reconnected) >= 1, "{:?}", events.all());
     assert!(revents.count(is_reconnected) >= 1, "{:?}", revents.all());
     assert!(conn.statistics().reconnects >= 1);
@@ -851,7 +865,9 @@ async fn failover_to_the_second_broker() {
     )
     .await;
     assert_eq!(
-        within("the end message", T, sender.send(END)).await.unwrap(),
+        within("the end message", T, sender.send(END))
+            .await
+            .unwrap(),
         Outcome::Accepted
     );
     let tally = tally(received).await;
@@ -871,7 +887,10 @@ async fn failover_to_the_second_broker() {
         missing.len(),
         &missing[..missing.len().min(20)]
     );
-    assert_eq!(tally.duplicates, 0, "duplicates, though no send was taken twice");
+    assert_eq!(
+        tally.duplicates, 0,
+        "duplicates, though no send was taken twice"
+    );
 
     // Disconnected, then Reconnecting to B, then Reconnected to B.
     let seen = events.all();
@@ -920,7 +939,9 @@ async fn reconnect_disabled_fails_every_handle_on_the_first_cut() {
 
     // Working before the cut.
     assert_eq!(
-        within("a first send", T, sender.send("before")).await.unwrap(),
+        within("a first send", T, sender.send("before"))
+            .await
+            .unwrap(),
         Outcome::Accepted
     );
     let d = within("the first message", T, receiver.next())
