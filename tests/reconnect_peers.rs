@@ -46,7 +46,7 @@ const T: Duration = Duration::from_secs(60);
 /// The reconnect policy of these tests: Proton's schedule with a short cap,
 /// so that a test does not wait seconds between attempts.
 fn quick_reconnect() -> Reconnect {
-    Reconnect::exponential().max_delay(Duration::from_millis(200))
+    Reconnect::exponential_with(|e| e.max_delay(Duration::from_millis(200)))
 }
 
 async fn within<F: Future>(what: &str, bound: Duration, fut: F) -> F::Output {
