@@ -707,11 +707,15 @@ async fn sends_in_flight(conn: &Connection, sender: &Sender) -> FuturesUnordered
     let pending: FuturesUnordered<SendFut> = (P1..P2).map(|n| send_one(sender, n)).collect();
     wrote_more(conn, before).await;
     let mut pending = pending;
-    assert!(
-        pending.next().now_or_never().is_none(),
-        "a send resolved while the broker was stopped"
-    );
+    none_resolved(&mut pending, "while the broker was stopped");
     pending
+}
+
+/// Checks that no send in `pending` has resolved yet.
+fn none_resolved(pending: &mut FuturesUnordered<SendFut>, when: &str) {
+    if let Some(Some((n, r))) = pending.next().now_or_never() {
+        panic!("send {n} resolved {when}: {r:?}");
+    }
 }
 
 /// Proton's C broker killed with SIGKILL and started again on the same
@@ -763,10 +767,7 @@ async fn broker_restart_loses_nothing() {
         .await;
     // Sends made while no broker runs wait for one.
     pending.extend((P2..P3).map(|n| send_one(&sender, n)));
-    assert!(
-        pending.next().now_or_never().is_none(),
-        "a send resolved while no broker ran"
-    );
+    none_resolved(&mut pending, "while no broker ran");
 
     let broker = CBroker::start(port).await;
     within(
