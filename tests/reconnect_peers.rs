@@ -144,17 +144,18 @@ impl CBroker {
     /// the kernel still takes the bytes clients write to it.
     async fn pause(&self) {
         let pid = self.pid();
-        let status = std::process::Command::new("kill")
-            .args(["-STOP", &pid.to_string()])
-            .status()
-            .expect("run kill -STOP");
-        assert!(status.success(), "kill -STOP {pid} failed");
+        signal(pid, "-STOP");
         within("the broker to stop", T, async {
             while !all_threads_stopped(pid) {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
         .await;
+    }
+
+    /// Resumes a broker stopped by [`CBroker::pause`] (SIGCONT).
+    fn resume(&self) {
+        signal(self.pid(), "-CONT");
     }
 
     /// Kills the broker with SIGKILL (its in-memory queues die with it) and
@@ -170,6 +171,15 @@ impl CBroker {
     fn output(&self) -> Vec<String> {
         self.output.lock().unwrap().clone()
     }
+}
+
+/// Sends a signal (`-STOP`, `-CONT`) to process `pid` with kill(1).
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(status.success(), "kill {sig} {pid} failed");
 }
 
 /// Whether every thread of process `pid` is in the stopped state.
@@ -963,9 +973,21 @@ async fn reconnect_disabled_fails_every_handle_on_the_first_cut() {
     drop(d);
 
     // The broker takes the next messages, but the connection is cut before
-    // their outcome comes back: the sends are pending at the cut.
-    proxy.cut_on_frame(Dir::ToClient, |p| matches!(p, Performative::Disposition(_)));
+    // their outcome comes back. To have every send pending at the cut
+    // (submitted, no outcome), the broker is stopped while they are made
+    // and written, and resumed once the cut before the first disposition
+    // is armed.
+    broker.pause().await;
+    let before = conn.statistics().bytes_out;
     let sends: Vec<_> = (0..3).map(|n| sender.send(numbered(n))).collect();
+    within("the sender to write", T, async {
+        while conn.statistics().bytes_out <= before {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    proxy.cut_on_frame(Dir::ToClient, |p| matches!(p, Performative::Disposition(_)));
+    broker.resume();
     within("the cut", T, proxy.cuts_reached(1)).await;
 
     let closed = conn.clone();
@@ -1065,4 +1087,33 @@ async fn credit_is_zero_once_the_granted_transfers_are_written() {
         "sendable() resolved with no credit left"
     );
     drop(sends);
+}
+
+/// REPRODUCES A LIBRARY BUG (see notes/peer-reconnect.md): with reconnect
+/// off, once the connection is lost every handle reports the loss
+/// (`closed()`, receivers, pending sends: an `Io` error), but a send made
+/// after it fails with `ErrorKind::Closed` "the connection is closed",
+/// which says we closed it (the sender's window gives a generic error
+/// when the driver's channel is gone, instead of the connection's error).
+/// Found by the test above, where a send made a moment too late (a
+/// preempted test thread) got this error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_after_the_loss_fails_with_the_connections_error() {
+    let broker = CBroker::start(0).await;
+    let proxy = Proxy::start(broker.addr()).await;
+    let conn = connect(&[proxy.url()], Reconnect::disabled()).await;
+    let sender = conn.open_sender("late").await.unwrap();
+    proxy.cut_all();
+    let lost = within("closed()", T, conn.closed())
+        .await
+        .expect_err("closed() Ok after a cut");
+    assert_eq!(*lost.kind(), ErrorKind::Io, "closed(): {lost:?}");
+    let late = within("a send after the loss", T, sender.send("late"))
+        .await
+        .expect_err("a send after the loss succeeded");
+    assert_eq!(
+        late.kind(),
+        lost.kind(),
+        "a send after the loss: {late:?}; the connection's error: {lost:?}"
+    );
 }
