@@ -3,9 +3,12 @@
 //!
 //! - faults injected by the proxy (`tests/common/proxy.rs`) between our
 //!   sender and the broker while 20,000 numbered messages go through;
-//! - the broker killed (SIGKILL) and started again on the same port;
+//! - the broker killed (SIGKILL) and started again on the same port: once
+//!   when it holds nothing (nothing may be lost), once mid-stream (only the
+//!   tail of its in-memory queue may be lost);
 //! - failover from one broker to another with `ConnectOptions::urls`;
-//! - `Reconnect::disabled()`: the first cut is an error on every handle.
+//! - `Reconnect::disabled()`: the first cut is an error on every handle;
+//! - reproductions of two library bugs these tests found (at the end).
 //!
 //! The C broker accepts each message as it arrives, keeps its queues in
 //! memory and delivers to receivers pre-settled (at-most-once); it grants
@@ -474,7 +477,8 @@ async fn send_all(
     }
 }
 
-/// Connects with reconnect on (or `reconnect` if given) to `urls`.
+/// Connects to `urls` (one: `url`, more: `urls`, the failover list) with
+/// the reconnect policy `reconnect`.
 async fn connect(urls: &[String], reconnect: Reconnect) -> Connection {
     let opts = if urls.len() == 1 {
         ConnectOptions::new().url(&urls[0])
