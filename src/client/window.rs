@@ -97,7 +97,7 @@ impl Window {
     pub(crate) fn payload(&self, message: Message) -> Payload {
         let len = message.encoded_len();
         if len > EAGER_MAX {
-            return Payload::Message(message);
+            return Payload::Message(Box::new(message));
         }
         let bytes = {
             let mut buf = self.encoder.lock().unwrap_or_else(|e| e.into_inner());

@@ -96,16 +96,26 @@ fn quote(s: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 /// Writes octets as Python's `bytes` repr: `b'ab\x00'`.
 pub(crate) fn bytes_repr(b: &[u8], f: &mut fmt::Formatter<'_>) -> fmt::Result {
     f.write_str("b'")?;
-    for &c in b {
-        match c {
+    let plain = |c: u8| (0x20..=0x7e).contains(&c) && c != b'\\' && c != b'\'';
+    let mut rest = b;
+    while !rest.is_empty() {
+        // A run of printable bytes goes out in one write.
+        let n = rest.iter().position(|&c| !plain(c)).unwrap_or(rest.len());
+        if n > 0 {
+            let run = std::str::from_utf8(&rest[..n]).expect("printable ASCII");
+            f.write_str(run)?;
+            rest = &rest[n..];
+            continue;
+        }
+        match rest[0] {
             b'\\' => f.write_str("\\\\")?,
             b'\'' => f.write_str("\\'")?,
             b'\n' => f.write_str("\\n")?,
             b'\r' => f.write_str("\\r")?,
             b'\t' => f.write_str("\\t")?,
-            0x20..=0x7e => f.write_char(c as char)?,
-            _ => write!(f, "\\x{c:02x}")?,
+            c => write!(f, "\\x{c:02x}")?,
         }
+        rest = &rest[1..];
     }
     f.write_char('\'')
 }
