@@ -43,6 +43,9 @@ impl Driver {
                 }
             }
             Event::SessionEnded { session, error } => {
+                if self.restore_session(session, &error) {
+                    return;
+                }
                 if self.default_session == Some(session) {
                     self.default_session = None;
                 }
@@ -88,50 +91,22 @@ impl Driver {
                 closed,
                 remote,
             } => {
-                if remote && self.reattach_forced(link, &error) {
-                    self.resend(unsent);
-                    return;
-                }
+                let unsent = if remote {
+                    match self.keep_detached(link, &error, closed, unsent) {
+                        Ok(()) => {
+                            self.fail_settles(link);
+                            return;
+                        }
+                        Err(unsent) => unsent,
+                    }
+                } else {
+                    unsent
+                };
                 self.forget_link(link);
-                self.credit_watches.remove(&link);
                 let err = Error::from_detach(error, closed, remote, timeout);
-                if let Some(r) = self.attaches.remove(&link) {
-                    let _ = r.send(Err(err.clone()));
-                }
-                for (id, message) in unsent {
-                    if let Some(PendingSend { reply: Some(r), .. }) = self.sends.remove(&id) {
-                        let _ = r.send(Err(err.clone().with_message(message)));
-                    }
-                }
-                let stale: Vec<SendId> = self
-                    .sends
-                    .iter()
-                    .filter(|(_, p)| p.link == link)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in stale {
-                    if let Some(PendingSend { reply: Some(r), .. }) = self.sends.remove(&id) {
-                        let _ = r.send(Err(err.clone()));
-                    }
-                }
-                let waiting: Vec<DeliveryId> = self
-                    .settles
-                    .keys()
-                    .filter(|d| d.link == link)
-                    .copied()
-                    .collect();
-                for d in waiting {
-                    if let Some(r) = self.settles.remove(&d) {
-                        let _ = r.send(Err(not_settled(AmqpError::new(
-                            condition::DETACH_FORCED,
-                            "the link was detached before the sender settled",
-                        ))));
-                    }
-                }
-                if let Some(tx) = self.receivers.remove(&link) {
-                    let _ = tx.send(RecvItem::Detached(err.clone()));
-                }
-                if let Some(r) = self.detaches.remove(&link) {
+                let detach = self.detaches.remove(&link);
+                self.fail_link(link, err.clone(), unsent);
+                if let Some(r) = detach {
                     let _ = r.send(if timeout { Err(err) } else { Ok(()) });
                 }
             }
@@ -204,6 +179,59 @@ impl Driver {
                 if let Some(tx) = self.receivers.get(&link) {
                     let _ = tx.send(RecvItem::Drained);
                 }
+            }
+        }
+    }
+
+    /// Ends what waits on a link that is gone for good: its attach, its
+    /// sends (the messages without an outcome go back with `err`), its
+    /// settlements, its receiver's stream.
+    pub(super) fn fail_link(
+        &mut self,
+        link: LinkId,
+        err: Error,
+        unsent: Vec<(SendId, crate::message::Message)>,
+    ) {
+        self.credit_watches.remove(&link);
+        if let Some(r) = self.attaches.remove(&link) {
+            let _ = r.send(Err(err.clone()));
+        }
+        for (id, message) in unsent {
+            if let Some(PendingSend { reply: Some(r), .. }) = self.sends.remove(&id) {
+                let _ = r.send(Err(err.clone().with_message(message)));
+            }
+        }
+        let stale: Vec<SendId> = self
+            .sends
+            .iter()
+            .filter(|(_, p)| p.link == link)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(PendingSend { reply: Some(r), .. }) = self.sends.remove(&id) {
+                let _ = r.send(Err(err.clone()));
+            }
+        }
+        self.fail_settles(link);
+        if let Some(tx) = self.receivers.remove(&link) {
+            let _ = tx.send(RecvItem::Detached(err));
+        }
+    }
+
+    /// Settlements waiting for the sender on a link that is gone.
+    pub(super) fn fail_settles(&mut self, link: LinkId) {
+        let waiting: Vec<DeliveryId> = self
+            .settles
+            .keys()
+            .filter(|d| d.link == link)
+            .copied()
+            .collect();
+        for d in waiting {
+            if let Some(r) = self.settles.remove(&d) {
+                let _ = r.send(Err(not_settled(AmqpError::new(
+                    condition::DETACH_FORCED,
+                    "the link was detached before the sender settled",
+                ))));
             }
         }
     }

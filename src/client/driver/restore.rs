@@ -38,6 +38,12 @@ pub(crate) struct Reconnector {
     resend: bool,
     sessions: BTreeSet<SessionId>,
     links: BTreeMap<LinkId, LinkRecord>,
+    /// Links the peer detached that wait for their session or the next
+    /// connection, with their messages that had no outcome.
+    #[allow(clippy::type_complexity)]
+    parked: BTreeMap<LinkId, Vec<(SendId, crate::message::Message)>>,
+    /// When a session the peer ended was last begun again.
+    begun_at: HashMap<SessionId, Instant>,
 }
 
 impl Reconnector {
@@ -47,6 +53,8 @@ impl Reconnector {
             resend,
             sessions: BTreeSet::new(),
             links: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            begun_at: HashMap::new(),
         }
     }
 }
@@ -102,36 +110,117 @@ impl Driver {
         !self.closing && self.reconnect.is_some() && e.is_retriable()
     }
 
-    /// Whether the peer's `amqp:link:detach-forced` of `link` should be
-    /// answered by attaching it again (at most once per second).
-    pub(super) fn reattach_forced(&mut self, link: LinkId, error: &Option<AmqpError>) -> bool {
-        let forced = error
-            .as_ref()
-            .is_some_and(|e| e.condition == condition::DETACH_FORCED);
-        if !forced || self.closing {
-            return false;
+    /// The peer detached `link` with an error worth retrying
+    /// (`amqp:link:detach-forced`, which brokers use on idle links, or its
+    /// session ending with `amqp:internal-error`, which RabbitMQ sends as it
+    /// shuts down): attach it again under the same id, now if its session
+    /// is up, else once the session or the connection is back; its
+    /// messages without an outcome go out again then. At most once a
+    /// second per link. Gives `unsent` back if the link is not kept (the
+    /// handle then gets the error).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn keep_detached(
+        &mut self,
+        link: LinkId,
+        error: &Option<AmqpError>,
+        closed: bool,
+        unsent: Vec<(SendId, crate::message::Message)>,
+    ) -> Result<(), Vec<(SendId, crate::message::Message)>> {
+        let retriable = error.is_some()
+            && Error::from_detach(error.clone(), closed, true, false).is_retriable();
+        if !retriable || self.closing {
+            return Err(unsent);
         }
         let Some(r) = &mut self.reconnect else {
-            return false;
+            return Err(unsent);
         };
         let Some(rec) = r.links.get_mut(&link) else {
-            return false;
+            return Err(unsent);
         };
         let now = Instant::now();
         if rec.forced_at.is_some_and(|t| now - t < FORCED_AGAIN) {
-            return false;
+            return Err(unsent);
         }
         rec.forced_at = Some(now);
         let (session, attach, credit, receiver) =
             (rec.session, rec.attach.clone(), rec.credit, rec.receiver);
-        tracing::info!(name = %attach.name, "link detached with detach-forced; attaching it again");
-        if self.engine.attach_as(link, session, attach).is_err() {
+        if self.engine.attach_as(link, session, attach).is_ok() {
+            tracing::info!(?error, "link detached by the peer; attached again");
+            if receiver && credit > 0 {
+                let _ = self.engine.add_credit(link, credit, false);
+            }
+            self.resend(unsent);
+        } else {
+            // Its session is ending: the link waits for it (or for the
+            // next connection).
+            tracing::info!(?error, "link detached by the peer; waiting for its session");
+            r.parked.insert(link, unsent);
+        }
+        Ok(())
+    }
+
+    /// The peer ended `session` with `error`: begin it again (and attach
+    /// its waiting links) if the error is worth retrying and it is ours,
+    /// at most once a second. Otherwise its waiting links end with the
+    /// error. Returns whether it was begun again.
+    pub(super) fn restore_session(
+        &mut self,
+        session: SessionId,
+        error: &Option<AmqpError>,
+    ) -> bool {
+        let err = match error {
+            Some(e) => Error::from_amqp(ErrorKind::SessionEnded, e.clone()),
+            None => Error::new(ErrorKind::SessionEnded, "the session ended"),
+        };
+        let now = Instant::now();
+        let again = !self.closing
+            && err.is_retriable()
+            && error.is_some()
+            && self.reconnect.as_mut().is_some_and(|r| {
+                r.sessions.contains(&session)
+                    && !r
+                        .begun_at
+                        .get(&session)
+                        .is_some_and(|t| now - *t < FORCED_AGAIN)
+            })
+            && self.engine.begin_as(session).is_ok();
+        let Some(r) = &mut self.reconnect else {
             return false;
+        };
+        // The links that wait for this session, with what they need.
+        #[allow(clippy::type_complexity)]
+        let waiting: Vec<(
+            LinkId,
+            Attach,
+            u32,
+            bool,
+            Vec<(SendId, crate::message::Message)>,
+        )> = r
+            .links
+            .iter()
+            .filter(|(l, rec)| rec.session == session && r.parked.contains_key(l))
+            .map(|(&l, rec)| (l, rec.attach.clone(), rec.credit, rec.receiver, Vec::new()))
+            .collect();
+        let waiting: Vec<_> = waiting
+            .into_iter()
+            .map(|(l, a, c, rcv, _)| (l, a, c, rcv, r.parked.remove(&l).unwrap_or_default()))
+            .collect();
+        if again {
+            r.begun_at.insert(session, now);
+            tracing::info!(?error, "session ended by the peer; begun again");
+            for (link, attach, credit, receiver, unsent) in waiting {
+                if self.engine.attach_as(link, session, attach).is_ok() && receiver && credit > 0 {
+                    let _ = self.engine.add_credit(link, credit, false);
+                }
+                self.resend(unsent);
+            }
+            return true;
         }
-        if receiver && credit > 0 {
-            let _ = self.engine.add_credit(link, credit, false);
+        for (link, _, _, _, unsent) in waiting {
+            self.forget_link(link);
+            self.fail_link(link, err.clone(), unsent);
         }
-        true
+        false
     }
 
     /// Sends `messages` (taken from a lost link or connection) again, each
@@ -202,6 +291,11 @@ impl Driver {
             }
         }
         again.extend(queued);
+        if let Some(r) = &mut self.reconnect {
+            for (_, unsent) in std::mem::take(&mut r.parked) {
+                again.extend(unsent);
+            }
+        }
         again.sort_by_key(|(id, _)| *id);
 
         // Ask for a new transport; commands wait meanwhile.
