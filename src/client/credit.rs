@@ -55,6 +55,14 @@ impl CreditWindow {
         w
     }
 
+    /// The link was attached again without credit: the credit to grant,
+    /// a whole window (what the lost link had outstanding is gone).
+    pub(crate) fn restart(&mut self) -> u32 {
+        let w = self.window();
+        self.outstanding = w;
+        w
+    }
+
     /// A delivery of `size` bytes was consumed: the credit to add now (0:
     /// not yet; credit goes out once half the window is free).
     pub(crate) fn consumed(&mut self, size: usize) -> u32 {

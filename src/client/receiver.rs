@@ -256,6 +256,11 @@ impl Receiver {
                 Some(Ok(delivery))
             }
             RecvItem::Drained => None,
+            RecvItem::Restored => {
+                let add = self.credit.restart();
+                self.report_consumed(add);
+                None
+            }
             RecvItem::Detached(e) => {
                 // Ends the stream: cleanly only if we closed the link; a
                 // detach by the peer, even without an error, is an error.

@@ -57,6 +57,9 @@ pub(crate) enum RecvItem {
         payload: Bytes,
     },
     Drained,
+    /// The link was attached again (after a reconnect or a forced detach)
+    /// with no credit: the receiver grants its window afresh.
+    Restored,
     Detached(Error),
 }
 

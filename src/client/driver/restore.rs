@@ -24,7 +24,7 @@ const FORCED_AGAIN: Duration = Duration::from_secs(1);
 struct LinkRecord {
     session: SessionId,
     attach: Attach,
-    /// A receiver's credit to grant on re-attach.
+    /// A receiver's credit at attach: its first window grant (0: manual credit).
     credit: u32,
     receiver: bool,
     /// When it was last re-attached after a forced detach.
@@ -60,6 +60,19 @@ impl Reconnector {
 }
 
 impl Driver {
+    /// Credit for a link attached again: a windowed receiver grants its
+    /// window itself (told by `Restored`, so its count of outstanding
+    /// credit starts afresh); manual credit carries over as `credit`.
+    fn regrant(&mut self, link: LinkId, windowed: bool, credit: u32) {
+        if windowed {
+            if let Some(tx) = self.receivers.get(&link) {
+                let _ = tx.send(RecvItem::Restored);
+            }
+        } else if credit > 0 {
+            let _ = self.engine.add_credit(link, credit, false);
+        }
+    }
+
     /// Records a session we began, to begin it again after a reconnect.
     pub(super) fn keep_session(&mut self, session: SessionId) {
         if let Some(r) = &mut self.reconnect {
@@ -146,8 +159,8 @@ impl Driver {
             (rec.session, rec.attach.clone(), rec.credit, rec.receiver);
         if self.engine.attach_as(link, session, attach).is_ok() {
             tracing::info!(?error, "link detached by the peer; attached again");
-            if receiver && credit > 0 {
-                let _ = self.engine.add_credit(link, credit, false);
+            if receiver {
+                self.regrant(link, credit > 0, 0);
             }
             self.resend(unsent);
         } else {
@@ -209,8 +222,8 @@ impl Driver {
             r.begun_at.insert(session, now);
             tracing::info!(?error, "session ended by the peer; begun again");
             for (link, attach, credit, receiver, unsent) in waiting {
-                if self.engine.attach_as(link, session, attach).is_ok() && receiver && credit > 0 {
-                    let _ = self.engine.add_credit(link, credit, false);
+                if self.engine.attach_as(link, session, attach).is_ok() && receiver {
+                    self.regrant(link, credit > 0, 0);
                 }
                 self.resend(unsent);
             }
@@ -256,22 +269,13 @@ impl Driver {
         self.shared.epoch.store(self.epoch, Ordering::Release);
         let watermark = self.engine.id_watermark();
         let (written, queued) = self.engine.take_unsent_parts();
-        // A receiver with a credit window gets its whole window again (what
-        // was in flight may be lost with the connection, and its stream
-        // tops up only as deliveries come: granting less could stall it;
-        // the skipped deliveries of the lost connection top up too, so at
-        // most two windows are outstanding for a while). Manual credit
-        // carries over as it was.
+        // Manual credit carries over as it was; a windowed receiver grants
+        // its window afresh when told (see `regrant`).
         let mut credits = HashMap::new();
         if let Some(r) = &self.reconnect {
             for (&link, rec) in &r.links {
-                if rec.receiver {
-                    let c = if rec.credit > 0 {
-                        rec.credit
-                    } else {
-                        self.engine.credit(link)
-                    };
-                    credits.insert(link, c);
+                if rec.receiver && rec.credit == 0 {
+                    credits.insert(link, self.engine.credit(link));
                 }
             }
         }
@@ -415,17 +419,17 @@ impl Driver {
         self.written = 0;
         let r = self.reconnect.as_ref().expect("reconnect is on");
         let sessions: Vec<SessionId> = r.sessions.iter().copied().collect();
-        let links: Vec<(LinkId, SessionId, Attach, bool)> = r
+        let links: Vec<(LinkId, SessionId, Attach, bool, bool)> = r
             .links
             .iter()
-            .map(|(&id, l)| (id, l.session, l.attach.clone(), l.receiver))
+            .map(|(&id, l)| (id, l.session, l.attach.clone(), l.receiver, l.credit > 0))
             .collect();
         for s in sessions {
             if let Err(e) = self.engine.begin_as(s) {
                 tracing::warn!(error = %e.description.as_deref().unwrap_or(""), "session not restored");
             }
         }
-        for (link, session, attach, receiver) in links {
+        for (link, session, attach, receiver, windowed) in links {
             if let Err(e) = self.engine.attach_as(link, session, attach) {
                 let err = Error::from_amqp_local(e);
                 if let Some(tx) = self.receivers.remove(&link) {
@@ -434,9 +438,9 @@ impl Driver {
                 self.forget_link(link);
                 continue;
             }
-            let credit = credits.get(&link).copied().unwrap_or(0);
-            if receiver && credit > 0 {
-                let _ = self.engine.add_credit(link, credit, false);
+            if receiver {
+                let credit = credits.get(&link).copied().unwrap_or(0);
+                self.regrant(link, windowed, credit);
             }
         }
         for w in self.credit_watches.values() {
