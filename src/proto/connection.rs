@@ -241,14 +241,7 @@ impl Connection {
                         let n = self.input.len().min(4);
                         if self.input[..n] != b"AMQP"[..n] {
                             let got = self.input.to_vec();
-                            if expect.is_none() {
-                                self.answer_with_our_header();
-                            }
-                            self.stop(
-                                condition::FRAMING_ERROR,
-                                format!("the peer sent an invalid protocol header {got:02x?}"),
-                            );
-                            return Ok(());
+                            self.bad_header(expect, &got);
                         }
                         return Ok(());
                     }
@@ -257,15 +250,7 @@ impl Connection {
                     let id = match ProtocolId::from_header(h) {
                         Ok(id) => id,
                         Err(_) => {
-                            if expect.is_none() {
-                                // Server: answer with a header we support,
-                                // then stop (spec 2.2).
-                                self.answer_with_our_header();
-                            }
-                            self.stop(
-                                condition::FRAMING_ERROR,
-                                format!("the peer sent an invalid protocol header {h:02x?}"),
-                            );
+                            self.bad_header(expect, &h);
                             return Ok(());
                         }
                     };
@@ -283,6 +268,18 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Bytes that are no protocol header: a server answers with a header
+    /// it supports (spec 2.2); either side then stops.
+    fn bad_header(&mut self, expect: Option<ProtocolId>, got: &[u8]) {
+        if expect.is_none() {
+            self.answer_with_our_header();
+        }
+        self.stop(
+            condition::FRAMING_ERROR,
+            format!("the peer sent an invalid protocol header {got:02x?}"),
+        );
     }
 
     pub(super) fn on_frame(&mut self, frame: Frame) -> Result<(), Fatal> {
