@@ -57,44 +57,46 @@ pub enum ConnectionEvent {
 }
 
 /// Where a connection's events go: a short history and the live
-/// subscribers.
-#[derive(Debug)]
+/// subscribers. Nothing is allocated until an event or a subscriber comes
+/// (a listener may hold many idle connections).
+#[derive(Debug, Default)]
 pub(crate) struct EventHub {
-    #[allow(clippy::type_complexity)]
-    inner: Mutex<(
-        VecDeque<ConnectionEvent>,
-        Option<broadcast::Sender<ConnectionEvent>>,
-    )>,
+    inner: Mutex<Hub>,
 }
 
-impl Default for EventHub {
-    fn default() -> Self {
-        EventHub {
-            inner: Mutex::new((VecDeque::new(), Some(broadcast::channel(256).0))),
-        }
-    }
+#[derive(Debug, Default)]
+struct Hub {
+    history: VecDeque<ConnectionEvent>,
+    /// Made by the first subscriber.
+    live: Option<broadcast::Sender<ConnectionEvent>>,
+    closed: bool,
 }
 
 impl EventHub {
     pub(crate) fn emit(&self, event: ConnectionEvent) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0.len() == HISTORY {
-            g.0.pop_front();
+        if g.history.len() == HISTORY {
+            g.history.pop_front();
         }
-        g.0.push_back(event.clone());
-        if let Some(tx) = &g.1 {
+        g.history.push_back(event.clone());
+        if let Some(tx) = &g.live {
             let _ = tx.send(event);
         }
     }
 
     /// The connection has ended for good: streams end after what they hold.
     pub(crate) fn close(&self) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1 = None;
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.closed = true;
+        g.live = None;
     }
 
     pub(crate) fn subscribe(&self) -> ConnectionEvents {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let live: Pin<Box<dyn Stream<Item = ConnectionEvent> + Send>> = match &g.1 {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.live.is_none() && !g.closed {
+            g.live = Some(broadcast::channel(256).0);
+        }
+        let live: Pin<Box<dyn Stream<Item = ConnectionEvent> + Send>> = match &g.live {
             None => Box::pin(futures::stream::empty()),
             Some(tx) => Box::pin(futures::stream::unfold(tx.subscribe(), |mut rx| async {
                 loop {
@@ -109,7 +111,7 @@ impl EventHub {
             })),
         };
         ConnectionEvents {
-            past: g.0.clone(),
+            past: g.history.clone(),
             live,
         }
     }
