@@ -191,10 +191,10 @@ impl Driver {
             && error.is_some()
             && self.reconnect.as_mut().is_some_and(|r| {
                 r.sessions.contains(&session)
-                    && !r
+                    && r
                         .begun_at
                         .get(&session)
-                        .is_some_and(|t| now - *t < FORCED_AGAIN)
+                        .is_none_or(|t| now - *t >= FORCED_AGAIN)
             })
             && self.engine.begin_as(session).is_ok();
         let Some(r) = &mut self.reconnect else {
