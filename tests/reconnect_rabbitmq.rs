@@ -264,13 +264,14 @@ impl EventLog {
         pred: impl Fn(&ConnectionEvent) -> bool,
     ) -> ConnectionEvent {
         let mut rx = self.rx.clone();
-        match tokio::time::timeout(
-            STALL,
-            rx.wait_for(|v| v.iter().filter(|e| pred(e)).count() >= n),
-        )
-        .await
-        {
-            Ok(Ok(v)) => v.iter().filter(|e| pred(e)).nth(n - 1).unwrap().clone(),
+        let found = tokio::time::timeout(STALL, async {
+            rx.wait_for(|v| v.iter().filter(|e| pred(e)).count() >= n)
+                .await
+                .map(|v| v.iter().filter(|e| pred(e)).nth(n - 1).cloned())
+        })
+        .await;
+        match found {
+            Ok(Ok(e)) => e.expect("n matching events"),
             Ok(Err(_)) => panic!(
                 "[{step}] {}: the event stream ended before {what}; events: {:#?}",
                 self.name,
@@ -523,8 +524,10 @@ fn check_reconnected(step: &str, conn: &Connection, log: &EventLog) {
 /// Waits until the sender has had `n` messages accepted.
 async fn await_accepted(step: &str, progress: &watch::Receiver<u64>, n: u64) {
     let mut p = progress.clone();
-    match tokio::time::timeout(STALL, p.wait_for(|&a| a >= n)).await {
-        Ok(Ok(_)) => {}
+    let reached = tokio::time::timeout(STALL, async { p.wait_for(|&a| a >= n).await.map(|_| ()) })
+        .await;
+    match reached {
+        Ok(Ok(())) => {}
         Ok(Err(_)) => panic!("[{step}] the sender ended before {n} messages were accepted"),
         Err(_) => panic!(
             "[{step}] fewer than {n} messages accepted within {STALL:?} ({})",
