@@ -29,6 +29,9 @@
 //! sender stops `AFTER` messages after its connection reported it was back.
 //! The stream therefore spans the fault whatever the machine's speed.
 
+mod common;
+
+use aqueduct::frame::{AmqpError, DeliveryState, End, Performative};
 use aqueduct::{
     ConnectOptions, Connection, ConnectionEvent, Message, Outcome, Receiver, ReceiverOptions,
     Sender, SenderOptions,
@@ -356,7 +359,8 @@ struct Sent {
 /// Sends numbered durable messages (body = the number as text, message-id
 /// = the number), `WINDOW` at a time, and counts the accepted ones in
 /// `progress`; once `stop` holds `Some(k)`, sends `k` more and then waits
-/// for every send to resolve.
+/// for every send to resolve. After a send that did not resolve Accepted it
+/// sends no more (the test fails on it).
 async fn send_stream(
     step: &'static str,
     sender: Sender,
@@ -375,7 +379,13 @@ async fn send_stream(
                 stop_at = Some(next + k);
             }
         }
-        if next < stop_at.unwrap_or(MAX) && inflight.len() < WINDOW {
+        // After a failed send, no new ones: the test fails with what it saw.
+        let limit = if failures.is_empty() {
+            stop_at.unwrap_or(MAX)
+        } else {
+            next
+        };
+        if next < limit && inflight.len() < WINDOW {
             let i = next;
             next += 1;
             let msg = Message::builder()
@@ -472,9 +482,16 @@ async fn check_delivery(step: &str, sent: &Sent, tally: &mut watch::Receiver<Tal
         sent.total,
         &sent.failures[..sent.failures.len().min(10)]
     );
-    assert!(sent.accepted.iter().all(|&a| a), "[{step}] every send resolved");
+    assert!(
+        sent.accepted.iter().all(|&a| a),
+        "[{step}] every send resolved"
+    );
     let t = await_all(step, &sent.accepted, tally).await;
-    assert!(t.errors.is_empty(), "[{step}] receiver errors: {:?}", t.errors);
+    assert!(
+        t.errors.is_empty(),
+        "[{step}] receiver errors: {:?}",
+        t.errors
+    );
     let extra = t.counts.len() as u64 > sent.total;
     assert!(
         !extra,
@@ -524,8 +541,8 @@ fn check_reconnected(step: &str, conn: &Connection, log: &EventLog) {
 /// Waits until the sender has had `n` messages accepted.
 async fn await_accepted(step: &str, progress: &watch::Receiver<u64>, n: u64) {
     let mut p = progress.clone();
-    let reached = tokio::time::timeout(STALL, async { p.wait_for(|&a| a >= n).await.map(|_| ()) })
-        .await;
+    let reached =
+        tokio::time::timeout(STALL, async { p.wait_for(|&a| a >= n).await.map(|_| ()) }).await;
     match reached {
         Ok(Ok(())) => {}
         Ok(Err(_)) => panic!("[{step}] the sender ended before {n} messages were accepted"),
@@ -567,8 +584,10 @@ async fn restart_with_durable_queue() {
     let at_stop = *progress.borrow();
     rabbitmq_async(STEP, &["stop_app", &port]).await;
     let t_down = Instant::now();
-    slog.wait_for(STEP, "Disconnected", 1, is_disconnected).await;
-    rlog.wait_for(STEP, "Disconnected", 1, is_disconnected).await;
+    slog.wait_for(STEP, "Disconnected", 1, is_disconnected)
+        .await;
+    rlog.wait_for(STEP, "Disconnected", 1, is_disconnected)
+        .await;
     tokio::time::sleep(OUTAGE).await;
     rabbitmq_async(STEP, &["start_app", &port]).await;
     let down = t_down.elapsed();
@@ -654,10 +673,9 @@ async fn cluster_failover() {
     rabbitmq_async(STEP, &["stop", &a.port.to_string()]).await;
     let stopped = t_down.elapsed();
     // The sender's connection drops with A: it was on A.
-    slog.wait_for(STEP, "Disconnected", 1, is_disconnected).await;
-    let back = slog
-        .wait_for(STEP, "Reconnected", 1, is_reconnected)
+    slog.wait_for(STEP, "Disconnected", 1, is_disconnected)
         .await;
+    let back = slog.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
     let back_after = t_down.elapsed();
     stop_tx.send_replace(Some(AFTER));
     match &back {
@@ -693,4 +711,137 @@ async fn cluster_failover() {
         .expect("receiver close in time")
         .expect("receiver close");
     drop((a, b));
+}
+
+/// The smallest form of the restart: one connection with an idle sender
+/// and receiver on a durable queue, one message before `stop_app`, one
+/// after `start_app`. RabbitMQ 3.10 ends each session with
+/// `amqp:internal-error` "shutdown" just before it drops the TCP
+/// connection (no close frame); the sender and the receiver must work
+/// again after the reconnect all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_survive_stop_app() {
+    const STEP: &str = "idle links across stop_app";
+    init_tracing();
+    let node = Node::start();
+    let port = node.port.to_string();
+    let (address, _) = queue("idle");
+    let conn = connect(STEP, options().url(node.url())).await;
+    let log = EventLog::record("connection", &conn);
+    let mut rx = open_receiver(STEP, &conn, &address).await;
+    let sender = open_sender(STEP, &conn, &address).await;
+    let send = |body: &'static str| {
+        let m = Message::builder().body(body).durable(true).build();
+        tokio::time::timeout(STALL, sender.send(m))
+    };
+    let outcome = send("before").await.expect("send before in time");
+    assert_eq!(
+        outcome.ok(),
+        Some(Outcome::Accepted),
+        "[{STEP}] send before"
+    );
+    let got = tokio::time::timeout(STALL, rx.next()).await;
+    let body = |item: Result<Option<Result<aqueduct::Delivery, aqueduct::Error>>, _>| match item {
+        Ok(Some(Ok(d))) => format!("{:?}", d.message().map(|m| m.body().clone())),
+        Ok(Some(Err(e))) => format!("error: {e} (kind {:?})", e.kind()),
+        Ok(None) => "end of stream".into(),
+        Err(_) => format!("nothing within {STALL:?}"),
+    };
+    let before = body(got);
+    assert!(
+        before.contains("before"),
+        "[{STEP}] receive before: {before}"
+    );
+
+    rabbitmq_async(STEP, &["stop_app", &port]).await;
+    log.wait_for(STEP, "Disconnected", 1, is_disconnected).await;
+    rabbitmq_async(STEP, &["start_app", &port]).await;
+    log.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
+
+    let after_send = match send("after").await {
+        Ok(Ok(o)) => format!("{o:?}"),
+        Ok(Err(e)) => format!("error: {e} (kind {:?})", e.kind()),
+        Err(_) => format!("no outcome within {STALL:?}"),
+    };
+    let after_recv = body(tokio::time::timeout(STALL, rx.next()).await);
+    println!("[{STEP}] after the restart: send -> {after_send}; receive -> {after_recv}");
+    println!("[{STEP}] events: {:?}", log.snapshot());
+    assert_eq!(after_send, "Accepted", "[{STEP}] send after the restart");
+    assert!(
+        after_recv.contains("after"),
+        "[{STEP}] receive after the restart: {after_recv}"
+    );
+    tokio::time::timeout(STALL, conn.close())
+        .await
+        .expect("close in time")
+        .expect("close");
+    drop(node);
+}
+
+/// What RabbitMQ 3.10 does on `stop_app`, played by a raw peer, without
+/// RabbitMQ: the peer has the sender's first transfer, ends the session
+/// with `amqp:internal-error` "shutdown", then drops the TCP connection; a
+/// second connection is served normally. The send in flight must be
+/// re-sent on the second connection (the sender re-attached under the
+/// same name) and resolve Accepted, and a later send must work too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_end_before_connection_loss() {
+    const STEP: &str = "raw peer: end then loss";
+    init_tracing();
+    let (url, served) = common::raw_peer::raw_server_thread(|l| async move {
+        let mut p = common::raw_peer::RawPeer::accept(&l).await;
+        p.server_handshake().await;
+        let (ch, first) = p.serve_attach(100).await;
+        loop {
+            let f = p.expect("the first transfer").await;
+            if matches!(f.1, Performative::Transfer(_)) {
+                break;
+            }
+            p.answer(&f, 100).await;
+        }
+        let shutdown = AmqpError::new("amqp:internal-error", "shutdown");
+        p.send(
+            ch,
+            &End {
+                error: Some(shutdown),
+            },
+        )
+        .await;
+        drop(p);
+        let mut p = common::raw_peer::RawPeer::accept(&l).await;
+        p.server_handshake().await;
+        let (_, again) = p.serve_attach(100).await;
+        let transfers = p.serve_rest(Some(DeliveryState::Accepted)).await;
+        (first.name, again.name, transfers)
+    });
+    let conn = connect(STEP, options().url(&url)).await;
+    let log = EventLog::record("connection", &conn);
+    let sender = tokio::time::timeout(STALL, conn.open_sender("q"))
+        .await
+        .expect("attach in time")
+        .expect("attach");
+    let first = match tokio::time::timeout(STALL, sender.send(Message::from("first"))).await {
+        Ok(Ok(o)) => format!("{o:?}"),
+        Ok(Err(e)) => format!("error: {e} (kind {:?})", e.kind()),
+        Err(_) => format!("no outcome within {STALL:?}"),
+    };
+    log.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
+    let second = match tokio::time::timeout(STALL, sender.send(Message::from("second"))).await {
+        Ok(Ok(o)) => format!("{o:?}"),
+        Ok(Err(e)) => format!("error: {e} (kind {:?})", e.kind()),
+        Err(_) => format!("no outcome within {STALL:?}"),
+    };
+    let _ = tokio::time::timeout(STALL, conn.close()).await;
+    println!("[{STEP}] first send -> {first}; second send -> {second}");
+    assert_eq!(
+        first, "Accepted",
+        "[{STEP}] the send in flight at the session end"
+    );
+    assert_eq!(second, "Accepted", "[{STEP}] a send after the reconnect");
+    let (name1, name2, transfers) = tokio::time::timeout(STALL, served)
+        .await
+        .expect("the raw peer finishes")
+        .expect("the raw peer's result");
+    assert_eq!(name1, name2, "[{STEP}] re-attached under the same name");
+    assert_eq!(transfers, 2, "[{STEP}] transfers on the second connection");
 }
