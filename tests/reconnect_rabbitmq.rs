@@ -231,10 +231,11 @@ async fn open_receiver(step: &str, conn: &Connection, address: &str) -> Receiver
     .unwrap_or_else(|e| panic!("[{step}] open receiver: {e}"))
 }
 
-/// A connection's events as they come, kept in order.
+/// A connection's events as they come, kept in order with the time each
+/// arrived.
 struct EventLog {
     name: &'static str,
-    rx: watch::Receiver<Vec<ConnectionEvent>>,
+    rx: watch::Receiver<Vec<(Instant, ConnectionEvent)>>,
 }
 
 impl EventLog {
@@ -243,34 +244,34 @@ impl EventLog {
         let (tx, rx) = watch::channel(Vec::new());
         tokio::spawn(async move {
             while let Some(e) = events.next().await {
-                tx.send_modify(|v| v.push(e));
+                tx.send_modify(|v| v.push((Instant::now(), e)));
             }
         });
         EventLog { name, rx }
     }
 
     fn snapshot(&self) -> Vec<ConnectionEvent> {
-        self.rx.borrow().clone()
+        self.rx.borrow().iter().map(|(_, e)| e.clone()).collect()
     }
 
     fn count(&self, pred: impl Fn(&ConnectionEvent) -> bool) -> usize {
-        self.rx.borrow().iter().filter(|e| pred(e)).count()
+        self.rx.borrow().iter().filter(|(_, e)| pred(e)).count()
     }
 
     /// Waits until the log holds `n` events matching `pred`; returns the
-    /// last of them.
+    /// last of them and when it came.
     async fn wait_for(
         &self,
         step: &str,
         what: &str,
         n: usize,
         pred: impl Fn(&ConnectionEvent) -> bool,
-    ) -> ConnectionEvent {
+    ) -> (Instant, ConnectionEvent) {
         let mut rx = self.rx.clone();
         let found = tokio::time::timeout(STALL, async {
-            rx.wait_for(|v| v.iter().filter(|e| pred(e)).count() >= n)
+            rx.wait_for(|v| v.iter().filter(|(_, e)| pred(e)).count() >= n)
                 .await
-                .map(|v| v.iter().filter(|e| pred(e)).nth(n - 1).cloned())
+                .map(|v| v.iter().filter(|(_, e)| pred(e)).nth(n - 1).cloned())
         })
         .await;
         match found {
@@ -583,16 +584,14 @@ async fn restart_with_durable_queue() {
     await_accepted(STEP, &progress, BEFORE).await;
     let at_stop = *progress.borrow();
     rabbitmq_async(STEP, &["stop_app", &port]).await;
-    let t_down = Instant::now();
-    slog.wait_for(STEP, "Disconnected", 1, is_disconnected)
+    let (lost, _) = slog
+        .wait_for(STEP, "Disconnected", 1, is_disconnected)
         .await;
     rlog.wait_for(STEP, "Disconnected", 1, is_disconnected)
         .await;
     tokio::time::sleep(OUTAGE).await;
     rabbitmq_async(STEP, &["start_app", &port]).await;
-    let down = t_down.elapsed();
-    slog.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
-    let back = t_down.elapsed();
+    let (back, _) = slog.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
     stop_tx.send_replace(Some(AFTER));
     rlog.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
 
@@ -602,8 +601,9 @@ async fn restart_with_durable_queue() {
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let duplicates = check_delivery(STEP, &sent, &mut tally).await;
     println!(
-        "[{STEP}] {at_stop} accepted when stop_app began; RabbitMQ down for {down:?}, sender \
-         back {back:?} after stop_app; {duplicates} duplicates; whole stream {:?}",
+        "[{STEP}] {at_stop} accepted when stop_app began; sender disconnected for {:?} (of \
+         which {OUTAGE:?} on purpose); {duplicates} duplicates; whole stream {:?}",
+        back - lost,
         t0.elapsed()
     );
     check_reconnected(STEP, &sconn, &slog);
@@ -669,16 +669,17 @@ async fn cluster_failover() {
         "[{STEP}] the sender lost its connection before A was stopped: {:?}",
         slog.snapshot()
     );
-    let t_down = Instant::now();
-    rabbitmq_async(STEP, &["stop", &a.port.to_string()]).await;
-    let stopped = t_down.elapsed();
+    // A graceful stop takes seconds; the sender's connection drops during it.
+    let t_stop = Instant::now();
+    let a_port = a.port.to_string();
+    let stopping = tokio::spawn(async move { rabbitmq_async(STEP, &["stop", &a_port]).await });
     // The sender's connection drops with A: it was on A.
-    slog.wait_for(STEP, "Disconnected", 1, is_disconnected)
+    let (lost, _) = slog
+        .wait_for(STEP, "Disconnected", 1, is_disconnected)
         .await;
-    let back = slog.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
-    let back_after = t_down.elapsed();
+    let (back, ev) = slog.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
     stop_tx.send_replace(Some(AFTER));
-    match &back {
+    match &ev {
         ConnectionEvent::Reconnected { url } => assert!(
             url.contains(&format!(":{}", b.port)),
             "[{STEP}] the sender must fail over to B (port {}), reconnected to {url}",
@@ -686,6 +687,10 @@ async fn cluster_failover() {
         ),
         other => unreachable!("{other:?}"),
     }
+    stopping
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let stopped = t_stop.elapsed();
 
     let sent = tokio::time::timeout(STALL * 5, sending)
         .await
@@ -693,9 +698,12 @@ async fn cluster_failover() {
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let duplicates = check_delivery(STEP, &sent, &mut tally).await;
     println!(
-        "[{STEP}] {at_stop} accepted when node A's stop began; stopping A took {stopped:?}; \
-         sender on B {back_after:?} after the stop began; {duplicates} duplicates; whole \
-         stream {:?}; receiver connection reconnects: {} (events {:?})",
+        "[{STEP}] {at_stop} accepted when node A's stop began; A lost the sender's connection \
+         {:?} into its stop (which took {stopped:?}); the sender was on B {:?} later; \
+         {duplicates} duplicates; whole stream {:?}; receiver connection reconnects: {} \
+         (events {:?})",
+        lost - t_stop,
+        back - lost,
         t0.elapsed(),
         rconn.statistics().reconnects,
         rlog.snapshot()
