@@ -853,3 +853,82 @@ async fn session_end_before_connection_loss() {
     assert_eq!(name1, name2, "[{STEP}] re-attached under the same name");
     assert_eq!(transfers, 2, "[{STEP}] transfers on the second connection");
 }
+
+/// A receiver whose connection is cut (by the fault-injection proxy: no
+/// session end from the broker) must go on receiving after the reconnect,
+/// whatever credit it had outstanding and whatever it had buffered when the
+/// connection went. Three receivers on one connection: one idle on an
+/// empty queue (its whole credit window outstanding, the common case), one
+/// cut after taking 1,000 of 3,000 waiting messages, and one not read at
+/// all until after the reconnect (its buffer full of deliveries of the lost
+/// connection); each must get every number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_keep_receiving_after_a_cut() {
+    const STEP: &str = "receivers after a cut";
+    const N: usize = 3_000;
+    init_tracing();
+    let node = Node::start();
+    let (idle_address, _) = queue("cut-idle");
+    let (busy_address, _) = queue("cut-busy");
+    let (lagging_address, _) = queue("cut-lagging");
+    let sconn = connect(STEP, options().url(node.url())).await;
+    let fill = |address: String| {
+        let sconn = &sconn;
+        async move {
+            let sender = open_sender(STEP, sconn, &address).await;
+            let sends: FuturesUnordered<_> = (0..N)
+                .map(|i| {
+                    let m = Message::builder().body(i.to_string()).durable(true).build();
+                    sender.send(m)
+                })
+                .collect();
+            let outcomes: Vec<_> = tokio::time::timeout(STALL, sends.collect())
+                .await
+                .unwrap_or_else(|_| panic!("[{STEP}] sending took over {STALL:?}"));
+            assert!(
+                outcomes.iter().all(|o| matches!(o, Ok(Outcome::Accepted))),
+                "[{STEP}] sending to {address}"
+            );
+        }
+    };
+    fill(busy_address.clone()).await;
+    fill(lagging_address.clone()).await;
+
+    let upstream: std::net::SocketAddr = ([127, 0, 0, 1], node.port).into();
+    let proxy = common::proxy::Proxy::start(upstream).await;
+    let url = proxy.url().replace("amqp://", "amqp://guest:guest@");
+    let rconn = connect(STEP, options().url(url)).await;
+    let log = EventLog::record("receiver connection", &rconn);
+    let idle = open_receiver(STEP, &rconn, &idle_address).await;
+    let mut idle_tally = spawn_receiver(STEP, idle);
+    let busy = open_receiver(STEP, &rconn, &busy_address).await;
+    let mut busy_tally = spawn_receiver(STEP, busy);
+    let lagging = open_receiver(STEP, &rconn, &lagging_address).await;
+    let mut t = busy_tally.clone();
+    tokio::time::timeout(STALL, t.wait_for(|t| t.total >= 1_000))
+        .await
+        .unwrap_or_else(|_| panic!("[{STEP}] 1,000 messages did not arrive"))
+        .expect("receiver task");
+    proxy.cut_all();
+    log.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
+    let mut lagging_tally = spawn_receiver(STEP, lagging);
+    fill(idle_address).await;
+    let sent = Sent {
+        total: N as u64,
+        accepted: vec![true; N],
+        failures: Vec::new(),
+    };
+    println!("[{STEP}] busy receiver (cut after 1,000 of {N} waiting):");
+    check_delivery(STEP, &sent, &mut busy_tally).await;
+    println!("[{STEP}] idle receiver (cut while waiting, then {N} sent):");
+    check_delivery(STEP, &sent, &mut idle_tally).await;
+    println!("[{STEP}] lagging receiver (not read until after the reconnect):");
+    check_delivery(STEP, &sent, &mut lagging_tally).await;
+    println!(
+        "[{STEP}] receiver connection statistics: {:?}",
+        rconn.statistics()
+    );
+    let _ = tokio::time::timeout(STALL, rconn.close()).await;
+    let _ = tokio::time::timeout(STALL, sconn.close()).await;
+    drop(node);
+}
