@@ -855,7 +855,9 @@ async fn session_end_before_connection_loss() {
 }
 
 /// A receiver whose connection is cut (by the fault-injection proxy: no
-/// session end from the broker) must go on receiving after the reconnect,
+/// session end from the broker), and that cannot reconnect for 3 s (the
+/// proxy refuses connections meanwhile), must go on receiving after the
+/// reconnect,
 /// whatever credit it had outstanding and whatever it had buffered when the
 /// connection went. Three receivers on one connection: one idle on an
 /// empty queue (its whole credit window outstanding, the common case), one
@@ -909,6 +911,9 @@ async fn receivers_keep_receiving_after_a_cut() {
         .await
         .unwrap_or_else(|_| panic!("[{STEP}] 1,000 messages did not arrive"))
         .expect("receiver task");
+    // Away for 3 s: the busy receiver's stream drains what it had buffered
+    // while the connection is down.
+    proxy.refuse_for(Duration::from_secs(3));
     proxy.cut_all();
     log.wait_for(STEP, "Reconnected", 1, is_reconnected).await;
     let mut lagging_tally = spawn_receiver(STEP, lagging);
