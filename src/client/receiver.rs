@@ -433,8 +433,10 @@ impl Drop for SettleHandle {
 /// [`Message::decode_with_limits`] on the [`payload`](Self::payload).
 #[derive(Debug)]
 pub struct Delivery {
-    /// The decoded message or the decode error, once asked for.
-    decoded: OnceLock<Result<Message, DecodeError>>,
+    /// The decoded message or the decode error, once asked for (boxed: a
+    /// delivery moves several times on its way out of the stream, and an
+    /// unboxed `Message` would be copied each time).
+    decoded: OnceLock<Box<Result<Message, DecodeError>>>,
     payload: Bytes,
     tag: Bytes,
     remote_settled: bool,
@@ -444,7 +446,7 @@ pub struct Delivery {
 impl Delivery {
     fn decoded(&self) -> &Result<Message, DecodeError> {
         self.decoded
-            .get_or_init(|| Message::decode(self.payload.clone()))
+            .get_or_init(|| Box::new(Message::decode(self.payload.clone())))
     }
 
     /// The message, decoded from the [`payload`](Self::payload) on the
@@ -462,11 +464,11 @@ impl Delivery {
     /// rejected with `amqp:decode-error`.
     pub fn into_message(mut self) -> Result<Message, Error> {
         self.decoded();
-        match self.decoded.take() {
+        match self.decoded.take().map(|b| *b) {
             Some(Ok(message)) => Ok(message),
             Some(Err(e)) => {
                 // Keep the error for `drop`, which rejects the delivery.
-                let _ = self.decoded.set(Err(e.clone()));
+                let _ = self.decoded.set(Box::new(Err(e.clone())));
                 Err(e.into())
             }
             None => Err(Error::new(ErrorKind::Decode, "the message was not decoded")),
@@ -564,7 +566,7 @@ impl Delivery {
 /// (accepted or released, see [`Delivery`]).
 impl Drop for Delivery {
     fn drop(&mut self) {
-        let (Some(h), Some(Err(e))) = (&self.handle, self.decoded.get()) else {
+        let (Some(h), Some(Err(e))) = (&self.handle, self.decoded.get().map(|b| &**b)) else {
             return;
         };
         if !h.settled.load(Ordering::Acquire) {
