@@ -40,7 +40,7 @@
 //!   input, output, frame dispatch), `handshake` (headers, SASL, open/close),
 //!   `timers` (every timeout and heartbeat, on the caller's clock), `store`
 //!   (sessions and links by never-reused ids), `session`/`sessions`,
-//!   `link`/`links`, `flow`, `send`, `recv`, `settlement`. It makes every
+//!   `link`/`links`, `flow`, `send`, `recv`, `settlement`, `idmap` (maps keyed by our own ids, with a cheap hash). It makes every
 //!   protocol decision and owns every budget. No tokio, no sockets, no
 //!   clocks; time is passed in.
 //! - [`transport`]: URL parsing and the byte streams under a connection (TCP

@@ -30,6 +30,7 @@ mod connection;
 mod event;
 mod flow;
 mod handshake;
+mod idmap;
 mod link;
 mod links;
 mod recv;
@@ -44,6 +45,7 @@ mod timers;
 pub use config::{Config, Sasl, Side, TLS_REQUIRED};
 pub use connection::Connection;
 pub use event::{DeliveryId, Event, LinkId, SendId, SessionId};
+pub use idmap::{IdHasher, IdMap};
 pub use link::Payload;
 pub use sasl::{
     SaslClientMechanism, SaslClientProvider, SaslCode, SaslServerMechanism, SaslServerProvider,

@@ -21,7 +21,7 @@ use super::shared::Shared;
 use super::window::Slot;
 use crate::error::{Error, ErrorKind};
 use crate::frame::{condition, AmqpError, Attach, DeliveryState, Open, RcvSettleMode};
-use crate::proto::{self, DeliveryId, Event, LinkId, Payload, SendId, SessionId};
+use crate::proto::{self, DeliveryId, Event, IdMap, LinkId, Payload, SendId, SessionId};
 use crate::transport::BoxIo;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -173,15 +173,15 @@ pub(crate) struct Driver {
     pending_open: Option<Box<Open>>,
     incoming: mpsc::Sender<Incoming>,
     default_session: Option<SessionId>,
-    begins: HashMap<SessionId, Reply<SessionId>>,
-    attaches: HashMap<LinkId, Reply<Attached>>,
-    detaches: HashMap<LinkId, Reply<()>>,
+    begins: IdMap<SessionId, Reply<SessionId>>,
+    attaches: IdMap<LinkId, Reply<Attached>>,
+    detaches: IdMap<LinkId, Reply<()>>,
     closes: Vec<Reply<()>>,
-    sends: HashMap<SendId, PendingSend>,
+    sends: IdMap<SendId, PendingSend>,
     unwritten: VecDeque<Unwritten>,
     /// Settlements in rcv-settle-mode second, waiting for the sender's.
     settles: HashMap<DeliveryId, Reply<()>>,
-    receivers: HashMap<LinkId, mpsc::UnboundedSender<RecvItem>>,
+    receivers: IdMap<LinkId, mpsc::UnboundedSender<RecvItem>>,
     /// Output bytes produced by the engine, and written to the socket.
     produced: u64,
     written: u64,
@@ -195,7 +195,7 @@ pub(crate) struct Driver {
     /// Which connection this is: 0, then one more per reconnect.
     epoch: u64,
     /// Senders' link credit, and the links whose credit may have changed.
-    credit_watches: HashMap<LinkId, watch::Sender<u32>>,
+    credit_watches: IdMap<LinkId, watch::Sender<u32>>,
     credit_dirty: Vec<LinkId>,
 }
 
@@ -217,21 +217,21 @@ impl Driver {
             pending_open: None,
             incoming,
             default_session: None,
-            begins: HashMap::new(),
-            attaches: HashMap::new(),
-            detaches: HashMap::new(),
+            begins: IdMap::default(),
+            attaches: IdMap::default(),
+            detaches: IdMap::default(),
             closes: Vec::new(),
-            sends: HashMap::new(),
+            sends: IdMap::default(),
             unwritten: VecDeque::new(),
             settles: HashMap::new(),
-            receivers: HashMap::new(),
+            receivers: IdMap::default(),
             produced: 0,
             written: 0,
             reconnect: None,
             lost: None,
             closing: false,
             epoch: 0,
-            credit_watches: HashMap::new(),
+            credit_watches: IdMap::default(),
             credit_dirty: Vec::new(),
         }
     }

@@ -191,8 +191,7 @@ impl Driver {
             && error.is_some()
             && self.reconnect.as_mut().is_some_and(|r| {
                 r.sessions.contains(&session)
-                    && r
-                        .begun_at
+                    && r.begun_at
                         .get(&session)
                         .is_none_or(|t| now - *t >= FORCED_AGAIN)
             })
