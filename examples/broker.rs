@@ -55,7 +55,8 @@ const USAGE: &str = "\
 usage: broker [options]
   -a HOST:PORT                 address to listen on (default localhost:5672; port 0 picks one)
   --handshake-timeout-ms N     time a client has to open its connection (default 10000)
-  --prefetch N                 messages in flight per consumer (default 64)
+  --prefetch N                 messages in flight per consumer (default 1000; a consumer's
+                               own credit window bounds it too)
   --credit N                   credit window of the links that send to us, in messages
                                (default 1000)
   --credit-bytes N             ... and in bytes over the producer's average message size
@@ -562,7 +563,7 @@ async fn main() -> Result<(), aqueduct::Error> {
     let broker = Arc::new(Broker {
         queues: Mutex::new(HashMap::new()),
         ids: AtomicU64::new(0),
-        prefetch: arg(&args, "--prefetch").unwrap_or(64usize).max(1),
+        prefetch: arg(&args, "--prefetch").unwrap_or(1000usize).max(1),
         credit: arg(&args, "--credit").unwrap_or(1000u32).max(1),
         credit_bytes: arg(&args, "--credit-bytes").unwrap_or(16usize << 20).max(1),
         limits: Limits {
