@@ -64,7 +64,9 @@ fn run(args: Args) {
     let outcomes = runner::run_all(&env, &only);
     let meta = report::Meta {
         date,
-        nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        nproc: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         load_before,
         load_after: load(),
         commit: args.opt("commit").unwrap_or_else(|| "?".into()),
@@ -75,13 +77,20 @@ fn run(args: Args) {
     let out = path("out");
     std::fs::create_dir_all(&out).expect("the output directory");
     let json = report::json(&outcomes, &cfg, &meta);
-    std::fs::write(out.join("latest.json"), serde_json::to_string_pretty(&json).unwrap() + "\n").expect("latest.json");
+    std::fs::write(
+        out.join("latest.json"),
+        serde_json::to_string_pretty(&json).unwrap() + "\n",
+    )
+    .expect("latest.json");
     std::fs::write(out.join("latest.md"), &table).expect("latest.md");
     if let Err(e) = report::svg(&outcomes, &meta, &out.join("latest.svg")) {
         eprintln!("plot: {e}");
     }
     let _ = std::fs::remove_dir_all(procs::work_dir());
-    eprintln!("[bench] wrote {0}/latest.json, {0}/latest.svg, {0}/latest.md", out.display());
+    eprintln!(
+        "[bench] wrote {0}/latest.json, {0}/latest.svg, {0}/latest.md",
+        out.display()
+    );
     if outcomes.iter().any(|o| !o.failures.is_empty()) {
         std::process::exit(1);
     }

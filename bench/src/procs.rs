@@ -122,7 +122,9 @@ impl Proc {
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(s)) => break s,
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
                 Ok(None) => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
@@ -160,11 +162,6 @@ impl Proc {
                 Some((k.to_string(), v.parse().ok()?))
             })
             .collect())
-    }
-
-    /// The lines it printed (when not sent to a file).
-    pub fn lines(&self) -> &[String] {
-        &self.seen
     }
 }
 
@@ -214,5 +211,8 @@ pub fn wait_file_line(path: &Path, prefix: &str, limit: Duration) -> Result<Stri
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Err(format!("no line '{prefix}' in {} within {limit:?}", path.display()))
+    Err(format!(
+        "no line '{prefix}' in {} within {limit:?}",
+        path.display()
+    ))
 }

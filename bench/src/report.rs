@@ -26,9 +26,7 @@ fn ratio(o: &[Outcome], x: &Outcome) -> Option<f64> {
 }
 
 fn fmt_num(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{:.0}", v)
-    } else if v >= 100.0 {
+    if v >= 100.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
@@ -53,24 +51,66 @@ fn ratio_of(o: &[Outcome], a: &str, b: &str, key: Option<&str>) -> Option<f64> {
 
 pub fn targets(o: &[Outcome]) -> Vec<Target> {
     vec![
-        Target { name: "W1 library pair / tuned Proton C pair", value: ratio_of(o, "w1.aq-aq.mt", "w1.c-c", None), bound: 2.0, at_least: true },
-        Target { name: "W1 examples / Proton C stock examples", value: ratio_of(o, "w1.examples.aq", "w1.examples.c", None), bound: 2.0, at_least: true },
-        Target { name: "W2 our clients+broker / C clients+C broker", value: ratio_of(o, "w2.aq.aq-broker", "w2.c.c-broker", None), bound: 5.0, at_least: true },
-        Target { name: "W3 p50 / tokio ping-pong p50 (current_thread)", value: ratio_of(o, "w3.aq.ct", "w3.tcp", None), bound: 1.2, at_least: false },
-        Target { name: "W3 p99 / tokio ping-pong p99 (current_thread)", value: ratio_of(o, "w3.aq.ct", "w3.tcp", Some("p99_us")), bound: 1.5, at_least: false },
-        Target { name: "1 MiB aqueduct pair / Proton C pair", value: ratio_of(o, "big.aq-aq", "big.c-c", None), bound: 1.0, at_least: true },
-        Target { name: "KiB per idle connection (our listener)", value: find(o, "mem.aq").and_then(Outcome::median), bound: 16.0, at_least: false },
+        Target {
+            name: "W1 library pair / tuned Proton C pair",
+            value: ratio_of(o, "w1.aq-aq.mt", "w1.c-c", None),
+            bound: 2.0,
+            at_least: true,
+        },
+        Target {
+            name: "W1 examples / Proton C stock examples",
+            value: ratio_of(o, "w1.examples.aq", "w1.examples.c", None),
+            bound: 2.0,
+            at_least: true,
+        },
+        Target {
+            name: "W2 our clients+broker / C clients+C broker",
+            value: ratio_of(o, "w2.aq.aq-broker", "w2.c.c-broker", None),
+            bound: 5.0,
+            at_least: true,
+        },
+        Target {
+            name: "W3 p50 / tokio ping-pong p50 (current_thread)",
+            value: ratio_of(o, "w3.aq.ct", "w3.tcp", None),
+            bound: 1.2,
+            at_least: false,
+        },
+        Target {
+            name: "W3 p99 / tokio ping-pong p99 (current_thread)",
+            value: ratio_of(o, "w3.aq.ct", "w3.tcp", Some("p99_us")),
+            bound: 1.5,
+            at_least: false,
+        },
+        Target {
+            name: "1 MiB aqueduct pair / Proton C pair",
+            value: ratio_of(o, "big.aq-aq", "big.c-c", None),
+            bound: 1.0,
+            at_least: true,
+        },
+        Target {
+            name: "KiB per idle connection (our listener)",
+            value: find(o, "mem.aq").and_then(Outcome::median),
+            bound: 16.0,
+            at_least: false,
+        },
     ]
 }
 
 /// The text table.
 pub fn table(o: &[Outcome], cfg: &Config, meta: &Meta) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "aqueduct benchmark, {}; nproc {}; load average {} before, {} after; commit {}; {:.0} s", meta.date, meta.nproc, meta.load_before, meta.load_after, meta.commit, meta.seconds);
+    let _ = writeln!(
+        s,
+        "aqueduct benchmark, {}; nproc {}; load average {} before, {} after; commit {}; {:.0} s",
+        meta.date, meta.nproc, meta.load_before, meta.load_after, meta.commit, meta.seconds
+    );
     let _ = writeln!(s, "{} runs per case (median; memory: at most 3), {} x {} B messages (W1/W2), credit {}; W3 {} round trips after {} warm-up; 1 MiB: {} messages, credit {}; memory: {} idle connections{}",
         cfg.runs, cfg.messages, cfg.size, cfg.credit, cfg.lat_rounds, cfg.lat_warmup, cfg.big_count, cfg.big_credit, cfg.idle_conns, if cfg.quick { " (QUICK MODE)" } else { "" });
     let _ = writeln!(s);
-    let _ = writeln!(s, "| workload | case | family | median | unit | vs | ratio | other medians | runs |");
+    let _ = writeln!(
+        s,
+        "| workload | case | family | median | unit | vs | ratio | other medians | runs |"
+    );
     let _ = writeln!(s, "|---|---|---|---:|---|---|---:|---|---|");
     for x in o {
         let med = x.median().map(fmt_num).unwrap_or_else(|| "FAILED".into());
@@ -83,18 +123,50 @@ pub fn table(o: &[Outcome], cfg: &Config, meta: &Meta) -> String {
             .filter_map(|k| Some(format!("{k} {}", fmt_num(x.extra_median(k)?))))
             .collect();
         let runs: Vec<String> = x.samples.iter().map(|v| fmt_num(v.value)).collect();
-        let fails = if x.failures.is_empty() { String::new() } else { format!(" ({} failed)", x.failures.len()) };
-        let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |", x.group, x.label, x.family.name(), med, x.unit, vs, r, extras.join(", "), runs.join(" "), fails);
+        let fails = if x.failures.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} failed)", x.failures.len())
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {}{} |",
+            x.group,
+            x.label,
+            x.family.name(),
+            med,
+            x.unit,
+            vs,
+            r,
+            extras.join(", "),
+            runs.join(" "),
+            fails
+        );
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "| target | figure | bound | met |");
     let _ = writeln!(s, "|---|---:|---:|---|");
     for t in targets(o) {
         let (fig, met) = match t.value {
-            Some(v) => (format!("{v:.2}"), if (t.at_least && v >= t.bound) || (!t.at_least && v <= t.bound) { "yes" } else { "no" }),
+            Some(v) => (
+                format!("{v:.2}"),
+                if (t.at_least && v >= t.bound) || (!t.at_least && v <= t.bound) {
+                    "yes"
+                } else {
+                    "no"
+                },
+            ),
             None => ("-".into(), "not measured"),
         };
-        let _ = writeln!(s, "| {} | {} | {} {} | {} |", t.name, fig, if t.at_least { ">=" } else { "<=" }, t.bound, met);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} {} | {} |",
+            t.name,
+            fig,
+            if t.at_least { ">=" } else { "<=" },
+            t.bound,
+            met
+        );
     }
     let failed: Vec<&Outcome> = o.iter().filter(|x| !x.failures.is_empty()).collect();
     if !failed.is_empty() {
@@ -125,8 +197,10 @@ pub fn json(o: &[Outcome], cfg: &Config, meta: &Meta) -> Value {
         .collect();
     let targets: Vec<Value> = targets(o)
         .into_iter()
-        .map(|t| json!({"name": t.name, "value": t.value, "bound": t.bound, "at_least": t.at_least,
-            "met": t.value.map(|v| if t.at_least { v >= t.bound } else { v <= t.bound })}))
+        .map(|t| {
+            json!({"name": t.name, "value": t.value, "bound": t.bound, "at_least": t.at_least,
+            "met": t.value.map(|v| if t.at_least { v >= t.bound } else { v <= t.bound })})
+        })
         .collect();
     json!({
         "date": meta.date, "nproc": meta.nproc, "load_average_before": meta.load_before,
@@ -152,12 +226,19 @@ fn color(f: Family) -> RGBColor {
 pub fn svg(o: &[Outcome], meta: &Meta, path: &std::path::Path) -> Result<(), String> {
     let mut groups: Vec<&str> = o.iter().map(|x| x.group).collect();
     groups.dedup();
-    let rows: usize = groups.iter().map(|g| o.iter().filter(|x| x.group == *g).count()).sum();
+    let rows: usize = groups
+        .iter()
+        .map(|g| o.iter().filter(|x| x.group == *g).count())
+        .sum();
     let height = 70 + groups.len() as u32 * 50 + rows as u32 * 26;
     let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let title = format!("aqueduct vs Proton C vs fe2o3-amqp — {} — {} cores, load {} — median", meta.date, meta.nproc, meta.load_before);
-    root.draw(&Text::new(title, (10, 10), ("sans-serif", 16).into_font())).map_err(|e| e.to_string())?;
+    let title = format!(
+        "aqueduct vs Proton C vs fe2o3-amqp — {} — {} cores, load {} — median",
+        meta.date, meta.nproc, meta.load_before
+    );
+    root.draw(&Text::new(title, (10, 10), ("sans-serif", 16).into_font()))
+        .map_err(|e| e.to_string())?;
     let mut y0 = 40i32;
     for g in groups {
         let xs: Vec<&Outcome> = o.iter().filter(|x| x.group == g).collect();
@@ -165,21 +246,55 @@ pub fn svg(o: &[Outcome], meta: &Meta, path: &std::path::Path) -> Result<(), Str
         let area = root.clone().shrink((0, y0), (1000, h as u32));
         let unit = xs[0].unit;
         let lower_better = unit.starts_with("us") || unit == "KiB";
-        area.draw(&Text::new(format!("{g} ({unit}{})", if lower_better { ", lower is better" } else { ", higher is better" }), (10, 5), ("sans-serif", 14).into_font().style(FontStyle::Bold)))
-            .map_err(|e| e.to_string())?;
-        let max = xs.iter().filter_map(|x| x.median()).fold(0.0f64, f64::max).max(1e-9);
+        area.draw(&Text::new(
+            format!(
+                "{g} ({unit}{})",
+                if lower_better {
+                    ", lower is better"
+                } else {
+                    ", higher is better"
+                }
+            ),
+            (10, 5),
+            ("sans-serif", 14).into_font().style(FontStyle::Bold),
+        ))
+        .map_err(|e| e.to_string())?;
+        let max = xs
+            .iter()
+            .filter_map(|x| x.median())
+            .fold(0.0f64, f64::max)
+            .max(1e-9);
         let (left, width) = (330i32, 560f64);
         for (i, x) in xs.iter().enumerate() {
             let y = 25 + i as i32 * 26;
-            area.draw(&Text::new(x.label.clone(), (10, y + 4), ("sans-serif", 12).into_font())).map_err(|e| e.to_string())?;
+            area.draw(&Text::new(
+                x.label.clone(),
+                (10, y + 4),
+                ("sans-serif", 12).into_font(),
+            ))
+            .map_err(|e| e.to_string())?;
             match x.median() {
                 Some(v) => {
                     let w = (v / max * width) as i32;
-                    area.draw(&Rectangle::new([(left, y), (left + w.max(1), y + 18)], color(x.family).filled())).map_err(|e| e.to_string())?;
-                    area.draw(&Text::new(fmt_num(v), (left + w + 5, y + 4), ("sans-serif", 12).into_font())).map_err(|e| e.to_string())?;
+                    area.draw(&Rectangle::new(
+                        [(left, y), (left + w.max(1), y + 18)],
+                        color(x.family).filled(),
+                    ))
+                    .map_err(|e| e.to_string())?;
+                    area.draw(&Text::new(
+                        fmt_num(v),
+                        (left + w + 5, y + 4),
+                        ("sans-serif", 12).into_font(),
+                    ))
+                    .map_err(|e| e.to_string())?;
                 }
                 None => {
-                    area.draw(&Text::new("failed", (left, y + 4), ("sans-serif", 12).into_font().color(&RED))).map_err(|e| e.to_string())?;
+                    area.draw(&Text::new(
+                        "failed",
+                        (left, y + 4),
+                        ("sans-serif", 12).into_font().color(&RED),
+                    ))
+                    .map_err(|e| e.to_string())?;
                 }
             }
         }

@@ -117,7 +117,11 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 impl Outcome {
@@ -125,10 +129,20 @@ impl Outcome {
         median(&mut self.samples.iter().map(|s| s.value).collect::<Vec<_>>())
     }
     pub fn extra_median(&self, key: &str) -> Option<f64> {
-        median(&mut self.samples.iter().filter_map(|s| s.extra.get(key).copied()).collect::<Vec<_>>())
+        median(
+            &mut self
+                .samples
+                .iter()
+                .filter_map(|s| s.extra.get(key).copied())
+                .collect::<Vec<_>>(),
+        )
     }
     pub fn extra_keys(&self) -> Vec<String> {
-        let mut k: Vec<String> = self.samples.iter().flat_map(|s| s.extra.keys().cloned()).collect();
+        let mut k: Vec<String> = self
+            .samples
+            .iter()
+            .flat_map(|s| s.extra.keys().cloned())
+            .collect();
         k.sort();
         k.dedup();
         k
@@ -153,7 +167,12 @@ fn receiver(env: &Env, side: Side, count: u64, credit: Option<u32>) -> Command {
     let (n, cr) = (count.to_string(), credit.unwrap_or(1000).to_string());
     match side {
         Side::Aq(rt) => {
-            let mut c = me(env, "recv-listen", rt, &["--listen", "127.0.0.1:0", "--count", &n]);
+            let mut c = me(
+                env,
+                "recv-listen",
+                rt,
+                &["--listen", "127.0.0.1:0", "--count", &n],
+            );
             if let Some(cr) = credit {
                 c.args(["--credit", &cr.to_string()]);
             }
@@ -165,14 +184,28 @@ fn receiver(env: &Env, side: Side, count: u64, credit: Option<u32>) -> Command {
 }
 
 fn sender(env: &Env, side: Side, port: u16, count: u64, size: usize, in_flight: usize) -> Command {
-    let (p, n, s, f) = (port.to_string(), count.to_string(), size.to_string(), in_flight.to_string());
+    let (p, n, s, f) = (
+        port.to_string(),
+        count.to_string(),
+        size.to_string(),
+        in_flight.to_string(),
+    );
     let url = format!("{HOST}:{port}/q");
     match side {
         Side::Aq(rt) => me(
             env,
             "send",
             rt,
-            &["--url", &url, "--count", &n, "--size", &s, "--in-flight", &f],
+            &[
+                "--url",
+                &url,
+                "--count",
+                &n,
+                "--size",
+                &s,
+                "--in-flight",
+                &f,
+            ],
         ),
         Side::C => cmd(&env.pbench, &["send", HOST, &p, "q", &n, &s]),
         Side::Fe => cmd(&env.fe2o3, &["send", HOST, &p, "q", &n, &s]),
@@ -191,12 +224,28 @@ fn side_name(s: Side) -> String {
 
 /// A listening receiver and a connecting sender; the sender's own clock (first send to
 /// last outcome). `bytes`: report MB/s instead of msg/s.
-fn pair(env: &Env, snd: Side, rcv: Side, count: u64, size: usize, credit: Option<u32>, bytes: bool) -> Result<Sample, String> {
+fn pair(
+    env: &Env,
+    snd: Side,
+    rcv: Side,
+    count: u64,
+    size: usize,
+    credit: Option<u32>,
+    bytes: bool,
+) -> Result<Sample, String> {
     let t = env.cfg.timeout;
     let in_flight = if bytes { 64 } else { 4096 };
-    let mut r = Proc::spawn(&format!("receiver {}", side_name(rcv)), receiver(env, rcv, count, credit), None)?;
+    let mut r = Proc::spawn(
+        &format!("receiver {}", side_name(rcv)),
+        receiver(env, rcv, count, credit),
+        None,
+    )?;
     let port = r.listen_port(START)?;
-    let mut s = Proc::spawn(&format!("sender {}", side_name(snd)), sender(env, snd, port, count, size, in_flight), None)?;
+    let mut s = Proc::spawn(
+        &format!("sender {}", side_name(snd)),
+        sender(env, snd, port, count, size, in_flight),
+        None,
+    )?;
     s.finish(t)?;
     r.finish(t)?;
     let got = r.result()?.get("received").copied().unwrap_or(0.0);
@@ -206,7 +255,11 @@ fn pair(env: &Env, snd: Side, rcv: Side, count: u64, size: usize, credit: Option
     let res = s.result()?;
     let secs = *res.get("elapsed_s").ok_or("no elapsed_s")?;
     let mut sample = Sample {
-        value: if bytes { count as f64 * size as f64 / secs / 1e6 } else { count as f64 / secs },
+        value: if bytes {
+            count as f64 * size as f64 / secs / 1e6
+        } else {
+            count as f64 / secs
+        },
         ..Default::default()
     };
     if let Some(kb) = res.get("rss_peak_kb") {
@@ -216,7 +269,9 @@ fn pair(env: &Env, snd: Side, rcv: Side, count: u64, size: usize, credit: Option
 }
 
 fn line_count(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }
 
 /// The examples as a user runs them, output to files; wall clock from the start of the
@@ -225,11 +280,25 @@ fn examples_ours(env: &Env) -> Result<Sample, String> {
     let n = env.cfg.messages;
     let (port, out) = (free_port(), work_dir().join("direct_recv.out"));
     let url = format!("{HOST}:{port}/examples");
-    let mut r = Proc::spawn("direct_recv", cmd(&env.examples.join("direct_recv"), &["-a", &url, "-m", &n.to_string()]), Some(&out))?;
+    let mut r = Proc::spawn(
+        "direct_recv",
+        cmd(
+            &env.examples.join("direct_recv"),
+            &["-a", &url, "-m", &n.to_string()],
+        ),
+        Some(&out),
+    )?;
     wait_listening(port, START)?;
     let t0 = Instant::now();
     let sout = work_dir().join("simple_send.out");
-    let mut s = Proc::spawn("simple_send", cmd(&env.examples.join("simple_send"), &["-a", &url, "-m", &n.to_string()]), Some(&sout))?;
+    let mut s = Proc::spawn(
+        "simple_send",
+        cmd(
+            &env.examples.join("simple_send"),
+            &["-a", &url, "-m", &n.to_string()],
+        ),
+        Some(&sout),
+    )?;
     s.finish(env.cfg.timeout)?;
     r.finish(env.cfg.timeout)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -237,16 +306,30 @@ fn examples_ours(env: &Env) -> Result<Sample, String> {
     if lines as u64 != n {
         return Err(format!("direct_recv printed {lines} lines, expected {n}"));
     }
-    Ok(Sample { value: n as f64 / secs, ..Default::default() })
+    Ok(Sample {
+        value: n as f64 / secs,
+        ..Default::default()
+    })
 }
 
 fn examples_c(env: &Env) -> Result<Sample, String> {
     let n = env.cfg.messages.to_string();
     let (out, sout) = (work_dir().join("direct.out"), work_dir().join("send.out"));
-    let mut r = Proc::spawn("C direct", cmd(&env.c_bin.join("direct"), &[HOST, "0", "examples", &n]), Some(&out))?;
+    let mut r = Proc::spawn(
+        "C direct",
+        cmd(&env.c_bin.join("direct"), &[HOST, "0", "examples", &n]),
+        Some(&out),
+    )?;
     let port = wait_file_line(&out, "listening on ", START)?;
     let t0 = Instant::now();
-    let mut s = Proc::spawn("C send", cmd(&env.c_bin.join("send"), &[HOST, port.trim(), "examples", &n]), Some(&sout))?;
+    let mut s = Proc::spawn(
+        "C send",
+        cmd(
+            &env.c_bin.join("send"),
+            &[HOST, port.trim(), "examples", &n],
+        ),
+        Some(&sout),
+    )?;
     s.finish(env.cfg.timeout)?;
     r.finish(env.cfg.timeout)?;
     let secs = t0.elapsed().as_secs_f64();
@@ -254,7 +337,10 @@ fn examples_c(env: &Env) -> Result<Sample, String> {
     if !last.contains(&format!("{n} messages received")) {
         return Err("C direct did not print 'N messages received'".into());
     }
-    Ok(Sample { value: env.cfg.messages as f64 / secs, ..Default::default() })
+    Ok(Sample {
+        value: env.cfg.messages as f64 / secs,
+        ..Default::default()
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -274,9 +360,19 @@ pub enum Clients {
 fn start_broker(env: &Env, b: Broker) -> Result<(Proc, u16), String> {
     match b {
         Broker::Ours => {
-            let mut p = Proc::spawn("our broker", cmd(&env.examples.join("broker"), &["-a", "127.0.0.1:0"]), None)?;
+            let mut p = Proc::spawn(
+                "our broker",
+                cmd(&env.examples.join("broker"), &["-a", "127.0.0.1:0"]),
+                None,
+            )?;
             let rest = p.wait_line("Listening on ", START)?;
-            let port = rest.rsplit(':').next().unwrap_or("").trim().parse().map_err(|_| format!("bad broker line {rest}"))?;
+            let port = rest
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad broker line {rest}"))?;
             Ok((p, port))
         }
         Broker::C => {
@@ -301,8 +397,25 @@ fn via_broker(env: &Env, b: Broker, clients: Clients) -> Result<Sample, String> 
     let cr = env.cfg.credit.to_string();
     let (rc, sc, files) = match clients {
         Clients::Aq => (
-            me(env, "recv", "mt", &["--url", &url, "--count", &ns, "--credit", &cr]),
-            me(env, "send", "mt", &["--url", &url, "--count", &ns, "--size", &env.cfg.size.to_string()]),
+            me(
+                env,
+                "recv",
+                "mt",
+                &["--url", &url, "--count", &ns, "--credit", &cr],
+            ),
+            me(
+                env,
+                "send",
+                "mt",
+                &[
+                    "--url",
+                    &url,
+                    "--count",
+                    &ns,
+                    "--size",
+                    &env.cfg.size.to_string(),
+                ],
+            ),
             false,
         ),
         Clients::CStock => (
@@ -312,16 +425,25 @@ fn via_broker(env: &Env, b: Broker, clients: Clients) -> Result<Sample, String> 
         ),
         Clients::CTuned => (
             cmd(&env.pbench, &["recv", HOST, &p, &q, &ns, &cr]),
-            cmd(&env.pbench, &["send", HOST, &p, &q, &ns, &env.cfg.size.to_string()]),
+            cmd(
+                &env.pbench,
+                &["send", HOST, &p, &q, &ns, &env.cfg.size.to_string()],
+            ),
             false,
         ),
         Clients::Fe => (
             cmd(&env.fe2o3, &["recv", HOST, &p, &q, &ns, &cr]),
-            cmd(&env.fe2o3, &["send", HOST, &p, &q, &ns, &env.cfg.size.to_string()]),
+            cmd(
+                &env.fe2o3,
+                &["send", HOST, &p, &q, &ns, &env.cfg.size.to_string()],
+            ),
             false,
         ),
     };
-    let (rout, sout) = (work_dir().join("w2-recv.out"), work_dir().join("w2-send.out"));
+    let (rout, sout) = (
+        work_dir().join("w2-recv.out"),
+        work_dir().join("w2-send.out"),
+    );
     let t0 = Instant::now();
     let mut r = Proc::spawn("W2 receiver", rc, files.then_some(rout.as_path()))?;
     let mut s = Proc::spawn("W2 sender", sc, files.then_some(sout.as_path()))?;
@@ -336,7 +458,10 @@ fn via_broker(env: &Env, b: Broker, clients: Clients) -> Result<Sample, String> 
     } else if r.result()?.get("received").copied().unwrap_or(0.0) as u64 != n {
         return Err("the receiver did not get every message".into());
     }
-    Ok(Sample { value: n as f64 / secs, ..Default::default() })
+    Ok(Sample {
+        value: n as f64 / secs,
+        ..Default::default()
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -348,24 +473,67 @@ pub enum Lat {
 
 /// W3: one message in flight, p50 (headline), p99, p99.9 in µs.
 fn latency(env: &Env, who: Lat) -> Result<Sample, String> {
-    let (n, w, size) = (env.cfg.lat_rounds.to_string(), env.cfg.lat_warmup.to_string(), env.cfg.size.to_string());
+    let (n, w, size) = (
+        env.cfg.lat_rounds.to_string(),
+        env.cfg.lat_warmup.to_string(),
+        env.cfg.size.to_string(),
+    );
     let server = match who {
         Lat::Aq(rt) => me(env, "echo-listen", rt, &["--listen", "127.0.0.1:0"]),
         Lat::C => cmd(&env.pbench, &["echo-listen", HOST, "0"]),
-        Lat::Tcp => me(env, "tcp-echo", "ct", &["--listen", "127.0.0.1:0", "--size", &size]),
+        Lat::Tcp => me(
+            env,
+            "tcp-echo",
+            "ct",
+            &["--listen", "127.0.0.1:0", "--size", &size],
+        ),
     };
     let mut srv = Proc::spawn("echo server", server, None)?;
     let port = srv.listen_port(START)?;
     let client = match who {
-        Lat::Aq(rt) => me(env, "ping", rt, &["--url", &format!("{HOST}:{port}"), "--count", &n, "--warmup", &w, "--size", &size]),
-        Lat::C => cmd(&env.pbench, &["ping", HOST, &port.to_string(), &n, &w, &size]),
-        Lat::Tcp => me(env, "tcp-ping", "ct", &["--addr", &format!("{HOST}:{port}"), "--count", &n, "--warmup", &w, "--size", &size]),
+        Lat::Aq(rt) => me(
+            env,
+            "ping",
+            rt,
+            &[
+                "--url",
+                &format!("{HOST}:{port}"),
+                "--count",
+                &n,
+                "--warmup",
+                &w,
+                "--size",
+                &size,
+            ],
+        ),
+        Lat::C => cmd(
+            &env.pbench,
+            &["ping", HOST, &port.to_string(), &n, &w, &size],
+        ),
+        Lat::Tcp => me(
+            env,
+            "tcp-ping",
+            "ct",
+            &[
+                "--addr",
+                &format!("{HOST}:{port}"),
+                "--count",
+                &n,
+                "--warmup",
+                &w,
+                "--size",
+                &size,
+            ],
+        ),
     };
     let mut c = Proc::spawn("ping client", client, None)?;
     c.finish(env.cfg.timeout)?;
     let res = c.result()?;
     let get = |k: &str| res.get(k).copied().ok_or(format!("no {k}"));
-    let mut s = Sample { value: get("p50_us")?, ..Default::default() };
+    let mut s = Sample {
+        value: get("p50_us")?,
+        ..Default::default()
+    };
     s.extra.insert("p99_us".into(), get("p99_us")?);
     s.extra.insert("p999_us".into(), get("p999_us")?);
     s.extra.insert("mean_us".into(), get("mean_us")?);
@@ -384,13 +552,21 @@ pub enum Idle {
 fn idle_memory(env: &Env, who: Idle) -> Result<Sample, String> {
     let (srv, port) = match who {
         Idle::Aq => {
-            let mut p = Proc::spawn("idle listener", me(env, "idle-listen", "mt", &["--listen", "127.0.0.1:0"]), None)?;
+            let mut p = Proc::spawn(
+                "idle listener",
+                me(env, "idle-listen", "mt", &["--listen", "127.0.0.1:0"]),
+                None,
+            )?;
             let port = p.listen_port(START)?;
             (p, port)
         }
         Idle::CBroker => start_broker(env, Broker::C)?,
         Idle::Fe => {
-            let mut p = Proc::spawn("fe2o3 idle", cmd(&env.fe2o3, &["idle-listen", HOST, "0"]), None)?;
+            let mut p = Proc::spawn(
+                "fe2o3 idle",
+                cmd(&env.fe2o3, &["idle-listen", HOST, "0"]),
+                None,
+            )?;
             let port = p.listen_port(START)?;
             (p, port)
         }
@@ -399,7 +575,21 @@ fn idle_memory(env: &Env, who: Idle) -> Result<Sample, String> {
     let pid = srv.pid().to_string();
     let before = crate::roles::proc_status_kb(&pid, "VmRSS:");
     let n = env.cfg.idle_conns;
-    let mut c = Proc::spawn("idle clients", me(env, "idle-connect", "ct", &["--url", &format!("{HOST}:{port}"), "--conns", &n.to_string()]), None)?;
+    let mut c = Proc::spawn(
+        "idle clients",
+        me(
+            env,
+            "idle-connect",
+            "ct",
+            &[
+                "--url",
+                &format!("{HOST}:{port}"),
+                "--conns",
+                &n.to_string(),
+            ],
+        ),
+        None,
+    )?;
     c.wait_line("ready", env.cfg.timeout)?;
     std::thread::sleep(Duration::from_millis(500));
     let after = crate::roles::proc_status_kb(&pid, "VmRSS:");
@@ -408,7 +598,10 @@ fn idle_memory(env: &Env, who: Idle) -> Result<Sample, String> {
     if before < 0 || after < 0 {
         return Err("cannot read the listener's VmRSS".into());
     }
-    let mut s = Sample { value: (after - before) as f64 / n as f64, ..Default::default() };
+    let mut s = Sample {
+        value: (after - before) as f64 / n as f64,
+        ..Default::default()
+    };
     s.extra.insert("rss_before_kib".into(), before as f64);
     s.extra.insert("rss_after_kib".into(), after as f64);
     Ok(s)
@@ -421,43 +614,277 @@ pub fn cases(cfg: &Config) -> Vec<Case> {
     let (bn, bs, bc) = (cfg.big_count, cfg.big_size, cfg.big_credit);
     let mut v: Vec<Case> = Vec::new();
     let mut add = |id, group, label: &str, family, unit, reference, run: Run| {
-        v.push(Case { id, group, label: label.into(), family, unit, reference, run })
+        v.push(Case {
+            id,
+            group,
+            label: label.into(),
+            family,
+            unit,
+            reference,
+            run,
+        })
     };
     let w1 = Some("w1.c-c");
-    let pr = move |s, r, cr: Option<u32>| -> Run { Box::new(move |e: &Env| pair(e, s, r, n, size, cr, false)) };
-    add("w1.aq-aq.mt", "W1 direct", "aqueduct -> aqueduct (multi-thread)", Family::Aqueduct, "msg/s", w1, pr(Side::Aq("mt"), Side::Aq("mt"), Some(credit)));
-    add("w1.aq-aq.ct", "W1 direct", "aqueduct -> aqueduct (current_thread)", Family::Aqueduct, "msg/s", w1, pr(Side::Aq("ct"), Side::Aq("ct"), Some(credit)));
-    add("w1.c-c", "W1 direct", "Proton C -> Proton C (tuned pair)", Family::ProtonC, "msg/s", None, pr(Side::C, Side::C, Some(credit)));
-    add("w1.fe-fe", "W1 direct", "fe2o3 -> fe2o3 (current_thread)", Family::Fe2o3, "msg/s", w1, pr(Side::Fe, Side::Fe, Some(credit)));
-    add("w1.aq-c", "W1 direct", "aqueduct -> Proton C", Family::Cross, "msg/s", w1, pr(Side::Aq("mt"), Side::C, Some(credit)));
-    add("w1.c-aq", "W1 direct", "Proton C -> aqueduct", Family::Cross, "msg/s", w1, pr(Side::C, Side::Aq("mt"), Some(credit)));
-    add("w1.c-aq.default", "W1 direct", "Proton C -> aqueduct, default credit window", Family::Cross, "msg/s", w1, pr(Side::C, Side::Aq("mt"), None));
-    add("w1.aq-fe", "W1 direct", "aqueduct -> fe2o3", Family::Cross, "msg/s", w1, pr(Side::Aq("mt"), Side::Fe, Some(credit)));
-    add("w1.fe-aq", "W1 direct", "fe2o3 -> aqueduct", Family::Cross, "msg/s", w1, pr(Side::Fe, Side::Aq("mt"), Some(credit)));
-    add("w1.examples.aq", "W1 examples", "simple_send -> direct_recv (output to a file)", Family::Aqueduct, "msg/s", Some("w1.examples.c"), Box::new(examples_ours));
-    add("w1.examples.c", "W1 examples", "C send -> C direct (output to a file)", Family::ProtonC, "msg/s", None, Box::new(examples_c));
+    let pr = move |s, r, cr: Option<u32>| -> Run {
+        Box::new(move |e: &Env| pair(e, s, r, n, size, cr, false))
+    };
+    add(
+        "w1.aq-aq.mt",
+        "W1 direct",
+        "aqueduct -> aqueduct (multi-thread)",
+        Family::Aqueduct,
+        "msg/s",
+        w1,
+        pr(Side::Aq("mt"), Side::Aq("mt"), Some(credit)),
+    );
+    add(
+        "w1.aq-aq.ct",
+        "W1 direct",
+        "aqueduct -> aqueduct (current_thread)",
+        Family::Aqueduct,
+        "msg/s",
+        w1,
+        pr(Side::Aq("ct"), Side::Aq("ct"), Some(credit)),
+    );
+    add(
+        "w1.c-c",
+        "W1 direct",
+        "Proton C -> Proton C (tuned pair)",
+        Family::ProtonC,
+        "msg/s",
+        None,
+        pr(Side::C, Side::C, Some(credit)),
+    );
+    add(
+        "w1.fe-fe",
+        "W1 direct",
+        "fe2o3 -> fe2o3 (current_thread)",
+        Family::Fe2o3,
+        "msg/s",
+        w1,
+        pr(Side::Fe, Side::Fe, Some(credit)),
+    );
+    add(
+        "w1.aq-c",
+        "W1 direct",
+        "aqueduct -> Proton C",
+        Family::Cross,
+        "msg/s",
+        w1,
+        pr(Side::Aq("mt"), Side::C, Some(credit)),
+    );
+    add(
+        "w1.c-aq",
+        "W1 direct",
+        "Proton C -> aqueduct",
+        Family::Cross,
+        "msg/s",
+        w1,
+        pr(Side::C, Side::Aq("mt"), Some(credit)),
+    );
+    add(
+        "w1.c-aq.default",
+        "W1 direct",
+        "Proton C -> aqueduct, default credit window",
+        Family::Cross,
+        "msg/s",
+        w1,
+        pr(Side::C, Side::Aq("mt"), None),
+    );
+    add(
+        "w1.aq-fe",
+        "W1 direct",
+        "aqueduct -> fe2o3",
+        Family::Cross,
+        "msg/s",
+        w1,
+        pr(Side::Aq("mt"), Side::Fe, Some(credit)),
+    );
+    add(
+        "w1.fe-aq",
+        "W1 direct",
+        "fe2o3 -> aqueduct",
+        Family::Cross,
+        "msg/s",
+        w1,
+        pr(Side::Fe, Side::Aq("mt"), Some(credit)),
+    );
+    add(
+        "w1.examples.aq",
+        "W1 examples",
+        "simple_send -> direct_recv (output to a file)",
+        Family::Aqueduct,
+        "msg/s",
+        Some("w1.examples.c"),
+        Box::new(examples_ours),
+    );
+    add(
+        "w1.examples.c",
+        "W1 examples",
+        "C send -> C direct (output to a file)",
+        Family::ProtonC,
+        "msg/s",
+        None,
+        Box::new(examples_c),
+    );
     let w2 = Some("w2.c.c-broker");
-    add("w2.aq.aq-broker", "W2 broker", "aqueduct clients via our broker", Family::Aqueduct, "msg/s", w2, Box::new(|e: &Env| via_broker(e, Broker::Ours, Clients::Aq)));
-    add("w2.c.aq-broker", "W2 broker", "C send/receive via our broker", Family::Cross, "msg/s", w2, Box::new(|e: &Env| via_broker(e, Broker::Ours, Clients::CStock)));
-    add("w2.c.c-broker", "W2 broker", "C send/receive via Proton C broker", Family::ProtonC, "msg/s", None, Box::new(|e: &Env| via_broker(e, Broker::C, Clients::CStock)));
-    add("w2.pb.c-broker", "W2 broker", "tuned C clients via Proton C broker", Family::ProtonC, "msg/s", w2, Box::new(|e: &Env| via_broker(e, Broker::C, Clients::CTuned)));
-    add("w2.fe.aq-broker", "W2 broker", "fe2o3 clients via our broker", Family::Cross, "msg/s", w2, Box::new(|e: &Env| via_broker(e, Broker::Ours, Clients::Fe)));
+    add(
+        "w2.aq.aq-broker",
+        "W2 broker",
+        "aqueduct clients via our broker",
+        Family::Aqueduct,
+        "msg/s",
+        w2,
+        Box::new(|e: &Env| via_broker(e, Broker::Ours, Clients::Aq)),
+    );
+    add(
+        "w2.c.aq-broker",
+        "W2 broker",
+        "C send/receive via our broker",
+        Family::Cross,
+        "msg/s",
+        w2,
+        Box::new(|e: &Env| via_broker(e, Broker::Ours, Clients::CStock)),
+    );
+    add(
+        "w2.c.c-broker",
+        "W2 broker",
+        "C send/receive via Proton C broker",
+        Family::ProtonC,
+        "msg/s",
+        None,
+        Box::new(|e: &Env| via_broker(e, Broker::C, Clients::CStock)),
+    );
+    add(
+        "w2.pb.c-broker",
+        "W2 broker",
+        "tuned C clients via Proton C broker",
+        Family::ProtonC,
+        "msg/s",
+        w2,
+        Box::new(|e: &Env| via_broker(e, Broker::C, Clients::CTuned)),
+    );
+    add(
+        "w2.fe.aq-broker",
+        "W2 broker",
+        "fe2o3 clients via our broker",
+        Family::Cross,
+        "msg/s",
+        w2,
+        Box::new(|e: &Env| via_broker(e, Broker::Ours, Clients::Fe)),
+    );
     let w3 = Some("w3.tcp");
-    add("w3.aq.ct", "W3 latency", "aqueduct (current_thread)", Family::Aqueduct, "us p50", w3, Box::new(|e: &Env| latency(e, Lat::Aq("ct"))));
-    add("w3.aq.mt", "W3 latency", "aqueduct (multi-thread)", Family::Aqueduct, "us p50", w3, Box::new(|e: &Env| latency(e, Lat::Aq("mt"))));
-    add("w3.c", "W3 latency", "Proton C (pbench)", Family::ProtonC, "us p50", w3, Box::new(|e: &Env| latency(e, Lat::C)));
-    add("w3.tcp", "W3 latency", "raw tokio TCP ping-pong (floor)", Family::Floor, "us p50", None, Box::new(|e: &Env| latency(e, Lat::Tcp)));
+    add(
+        "w3.aq.ct",
+        "W3 latency",
+        "aqueduct (current_thread)",
+        Family::Aqueduct,
+        "us p50",
+        w3,
+        Box::new(|e: &Env| latency(e, Lat::Aq("ct"))),
+    );
+    add(
+        "w3.aq.mt",
+        "W3 latency",
+        "aqueduct (multi-thread)",
+        Family::Aqueduct,
+        "us p50",
+        w3,
+        Box::new(|e: &Env| latency(e, Lat::Aq("mt"))),
+    );
+    add(
+        "w3.c",
+        "W3 latency",
+        "Proton C (pbench)",
+        Family::ProtonC,
+        "us p50",
+        w3,
+        Box::new(|e: &Env| latency(e, Lat::C)),
+    );
+    add(
+        "w3.tcp",
+        "W3 latency",
+        "raw tokio TCP ping-pong (floor)",
+        Family::Floor,
+        "us p50",
+        None,
+        Box::new(|e: &Env| latency(e, Lat::Tcp)),
+    );
     let big = move |s, r| -> Run { Box::new(move |e: &Env| pair(e, s, r, bn, bs, Some(bc), true)) };
     let lr = Some("big.c-c");
-    add("big.aq-aq", "1 MiB", "aqueduct -> aqueduct", Family::Aqueduct, "MB/s", lr, big(Side::Aq("mt"), Side::Aq("mt")));
-    add("big.c-c", "1 MiB", "Proton C -> Proton C", Family::ProtonC, "MB/s", None, big(Side::C, Side::C));
-    add("big.aq-c", "1 MiB", "aqueduct -> Proton C", Family::Cross, "MB/s", lr, big(Side::Aq("mt"), Side::C));
-    add("big.c-aq", "1 MiB", "Proton C -> aqueduct", Family::Cross, "MB/s", lr, big(Side::C, Side::Aq("mt")));
-    add("big.fe-fe", "1 MiB", "fe2o3 -> fe2o3", Family::Fe2o3, "MB/s", lr, big(Side::Fe, Side::Fe));
+    add(
+        "big.aq-aq",
+        "1 MiB",
+        "aqueduct -> aqueduct",
+        Family::Aqueduct,
+        "MB/s",
+        lr,
+        big(Side::Aq("mt"), Side::Aq("mt")),
+    );
+    add(
+        "big.c-c",
+        "1 MiB",
+        "Proton C -> Proton C",
+        Family::ProtonC,
+        "MB/s",
+        None,
+        big(Side::C, Side::C),
+    );
+    add(
+        "big.aq-c",
+        "1 MiB",
+        "aqueduct -> Proton C",
+        Family::Cross,
+        "MB/s",
+        lr,
+        big(Side::Aq("mt"), Side::C),
+    );
+    add(
+        "big.c-aq",
+        "1 MiB",
+        "Proton C -> aqueduct",
+        Family::Cross,
+        "MB/s",
+        lr,
+        big(Side::C, Side::Aq("mt")),
+    );
+    add(
+        "big.fe-fe",
+        "1 MiB",
+        "fe2o3 -> fe2o3",
+        Family::Fe2o3,
+        "MB/s",
+        lr,
+        big(Side::Fe, Side::Fe),
+    );
     let mr = Some("mem.c-broker");
-    add("mem.aq", "Memory", "KiB per idle connection: our listener", Family::Aqueduct, "KiB", mr, Box::new(|e: &Env| idle_memory(e, Idle::Aq)));
-    add("mem.c-broker", "Memory", "KiB per idle connection: Proton C broker", Family::ProtonC, "KiB", None, Box::new(|e: &Env| idle_memory(e, Idle::CBroker)));
-    add("mem.fe", "Memory", "KiB per idle connection: fe2o3 acceptor", Family::Fe2o3, "KiB", mr, Box::new(|e: &Env| idle_memory(e, Idle::Fe)));
+    add(
+        "mem.aq",
+        "Memory",
+        "KiB per idle connection: our listener",
+        Family::Aqueduct,
+        "KiB",
+        mr,
+        Box::new(|e: &Env| idle_memory(e, Idle::Aq)),
+    );
+    add(
+        "mem.c-broker",
+        "Memory",
+        "KiB per idle connection: Proton C broker",
+        Family::ProtonC,
+        "KiB",
+        None,
+        Box::new(|e: &Env| idle_memory(e, Idle::CBroker)),
+    );
+    add(
+        "mem.fe",
+        "Memory",
+        "KiB per idle connection: fe2o3 acceptor",
+        Family::Fe2o3,
+        "KiB",
+        mr,
+        Box::new(|e: &Env| idle_memory(e, Idle::Fe)),
+    );
     v
 }
 
@@ -471,12 +898,21 @@ pub fn run_all(env: &Env, only: &[String]) -> Vec<Outcome> {
         let sel: Vec<&Case> = cases
             .iter()
             .filter(|c| c.group == g)
-            .filter(|c| only.is_empty() || only.iter().any(|o| c.id.starts_with(o.as_str()) || c.group.eq_ignore_ascii_case(o)))
+            .filter(|c| {
+                only.is_empty()
+                    || only
+                        .iter()
+                        .any(|o| c.id.starts_with(o.as_str()) || c.group.eq_ignore_ascii_case(o))
+            })
             .collect();
         if sel.is_empty() {
             continue;
         }
-        let runs = if g == "Memory" { env.cfg.runs.min(3) } else { env.cfg.runs };
+        let runs = if g == "Memory" {
+            env.cfg.runs.min(3)
+        } else {
+            env.cfg.runs
+        };
         eprintln!("[bench] {g}: {} cases x {runs} runs", sel.len());
         let base = out.len();
         for c in &sel {
@@ -496,7 +932,13 @@ pub fn run_all(env: &Env, only: &[String]) -> Vec<Outcome> {
                 let t = Instant::now();
                 match (c.run)(env) {
                     Ok(s) => {
-                        eprintln!("[bench]   run {run} {:<18} {:>12.1} {} ({:.1} s)", c.id, s.value, c.unit, t.elapsed().as_secs_f64());
+                        eprintln!(
+                            "[bench]   run {run} {:<18} {:>12.1} {} ({:.1} s)",
+                            c.id,
+                            s.value,
+                            c.unit,
+                            t.elapsed().as_secs_f64()
+                        );
                         out[base + i].samples.push(s);
                     }
                     Err(e) => {
@@ -516,15 +958,21 @@ pub fn config(args: &Args) -> Config {
     Config {
         quick,
         runs: args.opt("runs").unwrap_or(if quick { 1 } else { 5 }),
-        messages: args.opt("messages").unwrap_or(if quick { 20_000 } else { 200_000 }),
+        messages: args
+            .opt("messages")
+            .unwrap_or(if quick { 20_000 } else { 200_000 }),
         size: 100,
         credit: 1000,
         lat_rounds: if quick { 2_000 } else { 10_000 },
         lat_warmup: if quick { 200 } else { 1_000 },
-        big_count: args.opt("big-messages").unwrap_or(if quick { 100 } else { 1_000 }),
+        big_count: args
+            .opt("big-messages")
+            .unwrap_or(if quick { 100 } else { 1_000 }),
         big_size: 1 << 20,
         big_credit: 16,
-        idle_conns: args.opt("idle-connections").unwrap_or(if quick { 200 } else { 1_000 }),
+        idle_conns: args
+            .opt("idle-connections")
+            .unwrap_or(if quick { 200 } else { 1_000 }),
         timeout: Duration::from_secs(args.opt("timeout").unwrap_or(120)),
     }
 }
