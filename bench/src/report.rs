@@ -222,81 +222,104 @@ fn color(f: Family) -> RGBColor {
     }
 }
 
-/// Horizontal bars, one panel per workload, coloured by family.
+/// Horizontal bars, one panel per workload, coloured by family; W3 shows p99 (lighter)
+/// under p50.
 pub fn svg(o: &[Outcome], meta: &Meta, path: &std::path::Path) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<std::io::Error>| e.to_string();
+    let font = |size| ("sans-serif", size).into_font();
     let mut groups: Vec<&str> = o.iter().map(|x| x.group).collect();
     groups.dedup();
-    let rows: usize = groups
-        .iter()
-        .map(|g| o.iter().filter(|x| x.group == *g).count())
-        .sum();
-    let height = 70 + groups.len() as u32 * 50 + rows as u32 * 26;
+    let rows = o.len() as u32;
+    let height = 75 + groups.len() as u32 * 50 + rows * 26;
     let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    root.fill(&WHITE).map_err(e)?;
     let title = format!(
         "aqueduct vs Proton C vs fe2o3-amqp — {} — {} cores, load {} — median",
         meta.date, meta.nproc, meta.load_before
     );
-    root.draw(&Text::new(title, (10, 10), ("sans-serif", 16).into_font()))
-        .map_err(|e| e.to_string())?;
-    let mut y0 = 40i32;
+    root.draw(&Text::new(title, (10, 10), font(16)))
+        .map_err(e)?;
+    let mut lx = 10;
+    for f in [
+        Family::Aqueduct,
+        Family::ProtonC,
+        Family::Fe2o3,
+        Family::Cross,
+        Family::Floor,
+    ] {
+        let name = match f {
+            Family::Cross => "cross pair (aqueduct with a peer)",
+            Family::Floor => "floor (raw TCP)",
+            _ => f.name(),
+        };
+        root.draw(&Rectangle::new(
+            [(lx, 32), (lx + 12, 44)],
+            color(f).filled(),
+        ))
+        .map_err(e)?;
+        root.draw(&Text::new(name, (lx + 16, 32), font(12)))
+            .map_err(e)?;
+        lx += 30 + 6 * name.len() as i32;
+    }
+    let mut y0 = 55i32;
     for g in groups {
         let xs: Vec<&Outcome> = o.iter().filter(|x| x.group == g).collect();
         let h = 40 + xs.len() as i32 * 26;
         let area = root.clone().shrink((0, y0), (1000, h as u32));
         let unit = xs[0].unit;
-        let lower_better = unit.starts_with("us") || unit == "KiB";
-        area.draw(&Text::new(
-            format!(
-                "{g} ({unit}{})",
-                if lower_better {
-                    ", lower is better"
-                } else {
-                    ", higher is better"
-                }
-            ),
-            (10, 5),
-            ("sans-serif", 14).into_font().style(FontStyle::Bold),
-        ))
-        .map_err(|e| e.to_string())?;
+        let better = if unit.starts_with("us") || unit == "KiB" {
+            "lower"
+        } else {
+            "higher"
+        };
+        let head = format!("{g} ({unit}, {better} is better)");
+        area.draw(&Text::new(head, (10, 5), font(14).style(FontStyle::Bold)))
+            .map_err(e)?;
+        let p99 = |x: &Outcome| x.extra_median("p99_us");
         let max = xs
             .iter()
-            .filter_map(|x| x.median())
+            .flat_map(|x| [x.median(), p99(x)])
+            .flatten()
             .fold(0.0f64, f64::max)
             .max(1e-9);
-        let (left, width) = (330i32, 560f64);
+        let (left, width) = (330i32, 520f64);
+        let px = |v: f64| ((v / max * width) as i32).max(1);
         for (i, x) in xs.iter().enumerate() {
             let y = 25 + i as i32 * 26;
-            area.draw(&Text::new(
-                x.label.clone(),
-                (10, y + 4),
-                ("sans-serif", 12).into_font(),
-            ))
-            .map_err(|e| e.to_string())?;
-            match x.median() {
-                Some(v) => {
-                    let w = (v / max * width) as i32;
+            area.draw(&Text::new(x.label.clone(), (10, y + 4), font(12)))
+                .map_err(e)?;
+            let Some(v) = x.median() else {
+                let failed = Text::new("failed", (left, y + 4), font(12).color(&RED));
+                area.draw(&failed).map_err(e)?;
+                continue;
+            };
+            let c = color(x.family);
+            let (mut label, mut end) = (fmt_num(v), px(v));
+            match p99(x) {
+                Some(q) => {
                     area.draw(&Rectangle::new(
-                        [(left, y), (left + w.max(1), y + 18)],
-                        color(x.family).filled(),
+                        [(left, y), (left + px(v), y + 9)],
+                        c.filled(),
                     ))
-                    .map_err(|e| e.to_string())?;
-                    area.draw(&Text::new(
-                        fmt_num(v),
-                        (left + w + 5, y + 4),
-                        ("sans-serif", 12).into_font(),
-                    ))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(e)?;
+                    let r = Rectangle::new(
+                        [(left, y + 10), (left + px(q), y + 18)],
+                        c.mix(0.4).filled(),
+                    );
+                    area.draw(&r).map_err(e)?;
+                    label = format!("p50 {label}, p99 {}", fmt_num(q));
+                    end = end.max(px(q));
                 }
                 None => {
-                    area.draw(&Text::new(
-                        "failed",
-                        (left, y + 4),
-                        ("sans-serif", 12).into_font().color(&RED),
+                    area.draw(&Rectangle::new(
+                        [(left, y), (left + px(v), y + 18)],
+                        c.filled(),
                     ))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(e)?;
                 }
             }
+            area.draw(&Text::new(label, (left + end + 5, y + 4), font(12)))
+                .map_err(e)?;
         }
         y0 += h + 10;
     }

@@ -888,6 +888,13 @@ pub fn cases(cfg: &Config) -> Vec<Case> {
     v
 }
 
+/// Whether `--only` item `o` selects case `c`: a prefix of its id or its workload's name,
+/// ignoring case ("w1", "W3", "w1.c-c", "memory", "1 MiB").
+fn selects(o: &str, c: &Case) -> bool {
+    let o = o.to_ascii_lowercase();
+    c.id.starts_with(&o) || c.group.to_ascii_lowercase().starts_with(&o)
+}
+
 /// Runs every case whose group is selected, `runs` times, interleaved within a group.
 pub fn run_all(env: &Env, only: &[String]) -> Vec<Outcome> {
     let cases = cases(&env.cfg);
@@ -898,12 +905,7 @@ pub fn run_all(env: &Env, only: &[String]) -> Vec<Outcome> {
         let sel: Vec<&Case> = cases
             .iter()
             .filter(|c| c.group == g)
-            .filter(|c| {
-                only.is_empty()
-                    || only
-                        .iter()
-                        .any(|o| c.id.starts_with(o.as_str()) || c.group.eq_ignore_ascii_case(o))
-            })
+            .filter(|c| only.is_empty() || only.iter().any(|o| selects(o, c)))
             .collect();
         if sel.is_empty() {
             continue;
