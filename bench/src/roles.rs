@@ -241,16 +241,20 @@ pub async fn idle_listen(args: Args) -> Result<(), Error> {
     Ok(())
 }
 
-/// `idle-connect --url URL --conns N`: opens N connections, each with one session,
-/// prints `ready`, and holds them until its standard input closes.
+/// `idle-connect --url URL --conns N [--sessions S]`: opens N connections, each with S
+/// sessions (default 1), prints `ready`, and holds them until its standard input closes.
 pub async fn idle_connect(args: Args) -> Result<(), Error> {
     let url: String = args.req("url");
     let n: usize = args.req("conns");
+    let sessions: usize = args.opt("sessions").unwrap_or(1);
     let mut held = Vec::with_capacity(n);
     for _ in 0..n {
         let conn = aqueduct::connect(url.as_str()).await?;
-        let session = conn.open_session().await?;
-        held.push((conn, session));
+        let mut s = Vec::new();
+        for _ in 0..sessions {
+            s.push(conn.open_session().await?);
+        }
+        held.push((conn, s));
     }
     println!("ready");
     std::io::stdout().flush().ok();
