@@ -857,6 +857,24 @@ pub fn cases(cfg: &Config) -> Vec<Case> {
         lr,
         big(Side::Fe, Side::Fe),
     );
+    add(
+        "big.aq-fe",
+        "1 MiB",
+        "aqueduct -> fe2o3",
+        Family::Cross,
+        "MB/s",
+        lr,
+        big(Side::Aq("mt"), Side::Fe),
+    );
+    add(
+        "big.fe-aq",
+        "1 MiB",
+        "fe2o3 -> aqueduct",
+        Family::Cross,
+        "MB/s",
+        lr,
+        big(Side::Fe, Side::Aq("mt")),
+    );
     let mr = Some("mem.c-broker");
     add(
         "mem.aq",
