@@ -50,3 +50,17 @@ impl Args {
         self.0.contains_key(key)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+
+    #[test]
+    fn pairs_and_flags() {
+        let a = Args::parse(["--quick", "--runs", "3", "--only", "w1,w3"].map(String::from));
+        assert!(a.flag("quick"));
+        assert_eq!(a.opt::<usize>("runs"), Some(3));
+        assert_eq!(a.req::<String>("only"), "w1,w3");
+        assert_eq!(a.opt::<u32>("credit"), None);
+    }
+}

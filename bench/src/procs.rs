@@ -216,3 +216,32 @@ pub fn wait_file_line(path: &Path, prefix: &str, limit: Duration) -> Result<Stri
         path.display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_line_and_listening_port() {
+        let mut c = Command::new("sh");
+        c.args([
+            "-c",
+            "echo 'listening on 4321'; echo 'result elapsed_s=0.5 rss_peak_kb=12'",
+        ]);
+        let mut p = Proc::spawn("test", c, None).unwrap();
+        assert_eq!(p.listen_port(Duration::from_secs(10)).unwrap(), 4321);
+        p.finish(Duration::from_secs(10)).unwrap();
+        let r = p.result().unwrap();
+        assert_eq!(r["elapsed_s"], 0.5);
+        assert_eq!(r["rss_peak_kb"], 12.0);
+    }
+
+    #[test]
+    fn a_failing_child_is_reported_with_its_stderr() {
+        let mut c = Command::new("sh");
+        c.args(["-c", "echo broken >&2; exit 3"]);
+        let mut p = Proc::spawn("failing", c, None).unwrap();
+        let e = p.finish(Duration::from_secs(10)).unwrap_err();
+        assert!(e.contains("broken") && e.contains("failing"), "{e}");
+    }
+}

@@ -996,3 +996,38 @@ pub fn config(args: &Args) -> Config {
         timeout: Duration::from_secs(args.opt("timeout").unwrap_or(120)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn only_selects_by_id_prefix_or_workload_ignoring_case() {
+        let cfg = config(&Args::parse(["--quick".to_string()]));
+        let all = cases(&cfg);
+        let ids =
+            |o: &str| -> Vec<&str> { all.iter().filter(|c| selects(o, c)).map(|c| c.id).collect() };
+        assert_eq!(ids("W3").len(), 4);
+        assert_eq!(ids("w1.c-c"), ["w1.c-c"]);
+        assert_eq!(ids("memory"), ["mem.aq", "mem.c-broker", "mem.fe"]);
+        assert!(ids("w1").contains(&"w1.examples.aq"));
+        assert!(ids("nothing").is_empty());
+    }
+
+    #[test]
+    fn every_ratio_reference_names_a_case() {
+        let all = cases(&config(&Args::parse(Vec::<String>::new())));
+        for c in &all {
+            if let Some(r) = c.reference {
+                assert!(all.iter().any(|x| x.id == r), "{} refers to {r}", c.id);
+            }
+        }
+    }
+}
