@@ -271,7 +271,9 @@ impl Driver {
                     break (error, clean);
                 }
                 Err(e) if self.may_reconnect(&e) => {
-                    if let Err(e) = self.reconnect(e).await {
+                    // Boxed: its state would otherwise sit in every
+                    // connection's task, reconnecting or not.
+                    if let Err(e) = Box::pin(self.reconnect(e)).await {
                         break (e, false);
                     }
                 }
