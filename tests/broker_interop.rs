@@ -6,7 +6,7 @@
 //! `scripts/install-peers`. Peers are found as scripts/env.sh says
 //! (PROTON_EXAMPLES, PROTON_PYTHON, AQUEDUCT_PEERS_DIR, RHEA_NODE_PATH).
 //!
-//! Throughput beside the real peers is measured by `scripts/bench-peers`,
+//! Throughput beside the real peers is measured by `scripts/bench`,
 //! not here.
 
 use aqueduct::frame::codec::encode_frame;
