@@ -431,3 +431,36 @@ async fn a_tower_stack_times_out_attempts_and_fails_over() {
         Outcome::Accepted
     );
 }
+
+/// `close()` while the connection is being replaced stops reconnecting:
+/// it returns, `closed()` is Ok, and a send that waited fails with its
+/// message back.
+#[tokio::test]
+async fn close_while_reconnecting_ends_cleanly() {
+    let (addr, _) = server(0).await;
+    let proxy = Proxy::start(addr).await;
+    let conn = within("connect", aqueduct::connect(fast(&proxy.url())))
+        .await
+        .unwrap();
+    let mut events = conn.events();
+    let sender = within("attach", conn.open_sender("q")).await.unwrap();
+    proxy.refuse(true);
+    proxy.cut_all();
+    within("the loss", async {
+        while let Some(e) = events.next().await {
+            if matches!(e, ConnectionEvent::Reconnecting { .. }) {
+                break;
+            }
+        }
+    })
+    .await;
+    let waiting = tokio::spawn(sender.send(numbered(1)));
+    within("close", conn.close()).await.unwrap();
+    within("closed()", conn.closed()).await.unwrap();
+    let err = within("the waiting send", waiting)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.message().is_some(), "{err}");
+    assert_eq!(conn.statistics().reconnects, 0);
+}

@@ -274,7 +274,10 @@ impl Driver {
                     // Boxed: its state would otherwise sit in every
                     // connection's task, reconnecting or not.
                     if let Err(e) = Box::pin(self.reconnect(e)).await {
-                        break (e, false);
+                        // A close (or every handle dropped) while
+                        // reconnecting ends cleanly.
+                        let clean = self.closing;
+                        break (e, clean);
                     }
                 }
                 Err(e) => {
