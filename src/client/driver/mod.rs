@@ -294,6 +294,7 @@ impl Driver {
         self.fail_all(error.clone());
         self.shared.finish(if clean { Ok(()) } else { Err(error) });
     }
+
     fn drain_events(&mut self) {
         while let Some(e) = self.engine.poll_event() {
             self.on_event(e);
