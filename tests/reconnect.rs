@@ -464,3 +464,52 @@ async fn close_while_reconnecting_ends_cleanly() {
     assert!(err.message().is_some(), "{err}");
     assert_eq!(conn.statistics().reconnects, 0);
 }
+
+/// A dynamic node does not survive its link: after a reconnect the
+/// receiver's address is the node the peer assigned to the re-attached
+/// link.
+#[tokio::test]
+async fn a_dynamic_receiver_learns_its_new_address() {
+    let mut listener = aqueduct::listen("amqp://127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(incoming) = listener.next().await {
+            let Ok(conn) = incoming.accept() else {
+                continue;
+            };
+            while let Some(e) = conn.next_incoming().await {
+                if let IncomingEndpoint::Link(l) = e {
+                    assert!(l.is_dynamic());
+                    let tx = l.accept_sender(Some(format!("reply-{n}"))).unwrap();
+                    tokio::spawn(async move {
+                        let _ = tx.send(Message::from(format!("hello-{n}"))).await;
+                        std::future::pending::<()>().await; // keep the link
+                    });
+                    n += 1;
+                }
+            }
+        }
+    });
+    let proxy = Proxy::start(addr).await;
+    let conn = within("connect", aqueduct::connect(fast(&proxy.url())))
+        .await
+        .unwrap();
+    let mut rx = within("attach", conn.open_dynamic_receiver())
+        .await
+        .unwrap();
+    assert_eq!(rx.address(), Some("reply-0"));
+    let body = |d: aqueduct::Delivery| d.message().unwrap().body().to_string();
+    let first = within("the first message", rx.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body(first), "hello-0");
+    proxy.cut_all();
+    let second = within("the message after the reconnect", rx.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body(second), "hello-1");
+    assert_eq!(rx.address(), Some("reply-1"));
+}

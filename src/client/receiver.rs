@@ -109,7 +109,10 @@ impl Receiver {
     }
 
     /// The source address: as asked for, or as the peer assigned it to a
-    /// dynamic node.
+    /// dynamic node (after a reconnect, the node the peer assigned then:
+    /// a dynamic node does not survive its link, so requesters must use
+    /// the new address; it changes once the stream has been polled past
+    /// the re-attach).
     pub fn address(&self) -> Option<&str> {
         self.remote
             .source
@@ -259,6 +262,10 @@ impl Receiver {
             RecvItem::Restored => {
                 let add = self.credit.restart();
                 self.report_consumed(add);
+                None
+            }
+            RecvItem::Reattached(attach) => {
+                self.remote = attach;
                 None
             }
             RecvItem::Detached(e) => {

@@ -64,6 +64,10 @@ impl Driver {
                         link,
                         remote: attach,
                     }));
+                } else if let Some(tx) = self.receivers.get(&link) {
+                    // Attached again: a receiver learns the peer's new
+                    // attach (a dynamic node gets a new address).
+                    let _ = tx.send(RecvItem::Reattached(attach));
                 }
             }
             Event::IncomingLink { link, attach, .. } => {

@@ -60,6 +60,8 @@ pub(crate) enum RecvItem {
     /// The link was attached again (after a reconnect or a forced detach)
     /// with no credit: the receiver grants its window afresh.
     Restored,
+    /// The peer's answer to an attach made again: its new attach.
+    Reattached(Box<Attach>),
     Detached(Error),
 }
 
