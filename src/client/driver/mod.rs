@@ -330,12 +330,6 @@ impl Driver {
                 if let Some(e) = self.lost.take() {
                     return Err(e);
                 }
-                // Writing transfers takes credit without an event.
-                for (&link, w) in &self.credit_watches {
-                    if *w.borrow() > 0 {
-                        self.credit_dirty.push(link);
-                    }
-                }
                 self.publish_credit();
             }
             self.shared
@@ -405,19 +399,27 @@ impl Driver {
         }
     }
 
-    /// Tells senders whose link credit changed.
+    /// Tells senders whose link credit changed. Writing transfers takes
+    /// credit without an event, so a link with messages still queued stays
+    /// marked until they are out.
     fn publish_credit(&mut self) {
-        for link in self.credit_dirty.drain(..) {
-            if let Some(w) = self.credit_watches.get(&link) {
-                let c = self.engine.credit(link);
-                w.send_if_modified(|v| std::mem::replace(v, c) != c);
-            }
-        }
+        let (watches, engine) = (&self.credit_watches, &self.engine);
+        self.credit_dirty.retain(|&link| {
+            let Some(w) = watches.get(&link) else {
+                return false;
+            };
+            let c = engine.credit(link);
+            w.send_if_modified(|v| std::mem::replace(v, c) != c);
+            engine.queued(link) > 0
+        });
     }
 
     /// Marks a sender link's credit as possibly changed.
     pub(super) fn credit_changed(&mut self, link: LinkId) {
-        if self.credit_dirty.last() != Some(&link) && self.credit_watches.contains_key(&link) {
+        if self.credit_dirty.last() != Some(&link)
+            && self.credit_watches.contains_key(&link)
+            && !self.credit_dirty.contains(&link)
+        {
             self.credit_dirty.push(link);
         }
     }
