@@ -556,8 +556,8 @@ fn disposition() -> BoxedStrategy<Disposition> {
 
 fn performative() -> BoxedStrategy<Performative> {
     prop_oneof![
-        open().prop_map(Performative::Open),
-        attach().prop_map(Performative::Attach),
+        open().prop_map(Performative::from),
+        attach().prop_map(Performative::from),
         flow().prop_map(Performative::Flow),
         transfer().prop_map(Performative::Transfer),
         disposition().prop_map(Performative::Disposition),

@@ -83,14 +83,14 @@ macro_rules! performative_codec {
             fn decode(d: &mut Decoder) -> Result<Self, DecodeError> {
                 let desc = read_known_descriptor(d, "performative")?;
                 $(if desc.matches($v::CODE, $v::NAME) {
-                    return $v::decode_fields(d).map(Performative::$v);
+                    return $v::decode_fields(d).map(|p| Performative::$v(p.into()));
                 })*
                 Err(DecodeErrorKind::UnknownDescriptor(format!("{desc:?} as a performative")).into())
             }
         }
 
         $(impl From<$v> for Performative {
-            fn from(p: $v) -> Self { Performative::$v(p) }
+            fn from(p: $v) -> Self { Performative::$v(p.into()) }
         })*
     };
 }

@@ -210,7 +210,7 @@ impl Connection {
         self.timers.request(Timer::Close);
     }
 
-    pub(super) fn on_open(&mut self, open: Open) -> Result<(), Fatal> {
+    pub(super) fn on_open(&mut self, open: Box<Open>) -> Result<(), Fatal> {
         if self.remote_open {
             return fatal(condition::ILLEGAL_STATE, "second open");
         }
@@ -227,7 +227,7 @@ impl Connection {
             .idle_time_out
             .filter(|&ms| ms > 0)
             .map(|ms| Duration::from_millis(ms as u64));
-        self.events.push_back(Event::Opened(Box::new(open)));
+        self.events.push_back(Event::Opened(open));
         Ok(())
     }
 }

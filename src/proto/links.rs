@@ -132,7 +132,7 @@ impl Connection {
         self.write_frame(channel, &attach, &[]);
     }
 
-    pub(super) fn on_attach(&mut self, sid: SessionId, a: Attach) -> Result<(), Fatal> {
+    pub(super) fn on_attach(&mut self, sid: SessionId, a: Box<Attach>) -> Result<(), Fatal> {
         let s = self.store.sessions.get_mut(&sid).expect("session exists");
         if s.remote_handles.contains_key(&a.handle) {
             let d = format!("handle {} is in use", a.handle);
@@ -174,7 +174,7 @@ impl Connection {
                 if !l.refused {
                     self.events.push_back(Event::LinkAttached {
                         link: id,
-                        attach: Box::new(a),
+                        attach: a,
                     });
                 }
             }
@@ -207,7 +207,7 @@ impl Connection {
                 self.events.push_back(Event::IncomingLink {
                     session: sid,
                     link: id,
-                    attach: Box::new(a),
+                    attach: a,
                 });
             }
         }
@@ -249,14 +249,15 @@ impl Connection {
         };
         let mut unsent = Vec::new();
         if let Some(s) = self.store.sessions.get_mut(&l.session) {
-            let ids: Vec<u32> = s
+            let mut ids: Vec<(SendId, u32)> = s
                 .outgoing_unsettled
                 .iter()
                 .filter(|(_, u)| u.link == link)
-                .map(|(k, _)| *k)
+                .map(|(k, u)| (u.send, k))
                 .collect();
-            for id in ids {
-                if let Some(u) = s.outgoing_unsettled.remove(&id) {
+            ids.sort_unstable();
+            for (_, id) in ids {
+                if let Some(u) = s.outgoing_unsettled.remove(id) {
                     unsent.push((u.send, u.message.into_message()));
                 }
             }
@@ -296,8 +297,9 @@ impl Connection {
         let mut written = Vec::new();
         for s in self.store.sessions.values_mut() {
             written.extend(
-                std::mem::take(&mut s.outgoing_unsettled)
-                    .into_values()
+                s.outgoing_unsettled
+                    .take_values()
+                    .into_iter()
                     .map(|u| (u.send, u.message.into_message())),
             );
         }

@@ -20,6 +20,8 @@
 //! - `send`: queued messages, transfers, fragmentation;
 //! - `recv`: incoming transfers and reassembly;
 //! - `settlement`: dispositions both ways;
+//! - `unsettled`: a session's unsettled deliveries by delivery id (a ring
+//!   for ids in sequence, a sorted map for the rest);
 //! - `store`: sessions and links by id, with their channel and handle maps
 //!   kept in step.
 //!
@@ -41,6 +43,7 @@ mod sessions;
 mod settlement;
 mod store;
 mod timers;
+mod unsettled;
 
 pub use config::{Config, Sasl, Side, TLS_REQUIRED};
 pub use connection::Connection;

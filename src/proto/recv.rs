@@ -61,7 +61,7 @@ impl Connection {
                 self.link_error(id, condition::INVALID_FIELD, desc);
                 return Ok(());
             };
-            if s.incoming_unsettled.contains_key(&delivery_id) {
+            if s.incoming_unsettled.contains_key(delivery_id) {
                 let desc = format!("delivery-id {delivery_id} is already in flight");
                 return self.session_error(sid, condition::ILLEGAL_STATE, desc);
             }
@@ -116,7 +116,7 @@ impl Connection {
                 .get_mut(&sid)
                 .expect("session exists")
                 .incoming_unsettled
-                .remove(&inc.delivery_id);
+                .remove(inc.delivery_id);
             return Ok(());
         }
         if inc.len + payload.len() as u64 > max_size {
@@ -151,7 +151,7 @@ impl Connection {
                 .get_mut(&sid)
                 .expect("session exists")
                 .incoming_unsettled
-                .remove(&inc.delivery_id);
+                .remove(inc.delivery_id);
         }
         let delivery = DeliveryId {
             link: id,

@@ -6,8 +6,9 @@
 
 use super::event::{LinkId, SendId};
 use super::link::Payload;
+use super::unsettled::DeliveryMap;
 use crate::frame::{DeliveryState, Role};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// A message sent unsettled, waiting for its outcome.
 #[derive(Debug)]
@@ -48,9 +49,9 @@ pub(crate) struct Session {
     pub(crate) remote_handles: HashMap<u32, LinkId>,
     /// Our unsettled sends, by delivery id, with their messages (given back
     /// if the link or connection fails before the outcome).
-    pub(crate) outgoing_unsettled: BTreeMap<u32, Unsettled>,
+    pub(crate) outgoing_unsettled: DeliveryMap<Unsettled>,
     /// Unsettled incoming deliveries, by delivery id.
-    pub(crate) incoming_unsettled: BTreeMap<u32, LinkId>,
+    pub(crate) incoming_unsettled: DeliveryMap<LinkId>,
     pub(crate) dispositions: Vec<PendingDisposition>,
     /// Transfer frames of messages handed to the application and not yet
     /// consumed: the incoming window reopens only past them, so a peer can
@@ -77,8 +78,8 @@ impl Session {
             next_delivery_id: 0,
             handles: HashMap::new(),
             remote_handles: HashMap::new(),
-            outgoing_unsettled: BTreeMap::new(),
-            incoming_unsettled: BTreeMap::new(),
+            outgoing_unsettled: DeliveryMap::default(),
+            incoming_unsettled: DeliveryMap::default(),
             dispositions: Vec::new(),
             held: 0,
         }

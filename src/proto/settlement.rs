@@ -29,9 +29,9 @@ impl Connection {
             .get_mut(&l.session)
             .ok_or_else(|| super::links::gone(delivery.link))?;
         let known = if settled {
-            s.incoming_unsettled.remove(&delivery.id).is_some()
+            s.incoming_unsettled.remove(delivery.id).is_some()
         } else {
-            s.incoming_unsettled.contains_key(&delivery.id)
+            s.incoming_unsettled.contains_key(delivery.id)
         };
         if !known {
             return Err(AmqpError::new(
@@ -85,19 +85,11 @@ impl Connection {
             );
         }
         let s = self.store.sessions.get_mut(&sid).expect("session exists");
-        let ranges = if last >= d.first {
-            [(d.first, last), (1, 0)]
-        } else {
-            [(d.first, u32::MAX), (0, last)]
-        };
         match d.role {
             // The peer is the receiver: outcomes of our sends.
             Role::Receiver => {
-                let ids: Vec<u32> = ranges
-                    .iter()
-                    .filter(|(a, b)| a <= b)
-                    .flat_map(|&(a, b)| s.outgoing_unsettled.range(a..=b).map(|(k, _)| *k))
-                    .collect();
+                let mut ids = s.outgoing_unsettled.ids_in(d.first, last);
+                ids.sort_unstable_by_key(|id| id.wrapping_sub(d.first));
                 // A terminal outcome the peer has not settled (it wants
                 // rcv-settle-mode second, or simply did not settle) is
                 // final for us: settle it, as the spec has the sender do,
@@ -106,10 +98,10 @@ impl Connection {
                 let settle_now = !d.settled && terminal;
                 for &delivery_id in &ids {
                     let (link, send) = if d.settled || terminal {
-                        let u = s.outgoing_unsettled.remove(&delivery_id).expect("present");
+                        let u = s.outgoing_unsettled.remove(delivery_id).expect("present");
                         (u.link, u.send)
                     } else {
-                        let u = &s.outgoing_unsettled[&delivery_id];
+                        let u = s.outgoing_unsettled.get(delivery_id).expect("present");
                         (u.link, u.send)
                     };
                     if settle_now {
@@ -131,15 +123,15 @@ impl Connection {
             }
             // The peer is the sender: it settles deliveries it sent us.
             Role::Sender => {
-                let ids: Vec<(u32, LinkId)> = ranges
-                    .iter()
-                    .filter(|(a, b)| a <= b)
-                    .flat_map(|&(a, b)| s.incoming_unsettled.range(a..=b).map(|(k, v)| (*k, *v)))
-                    .collect();
-                for (delivery_id, link) in ids {
-                    if d.settled {
-                        s.incoming_unsettled.remove(&delivery_id);
+                let mut ids = s.incoming_unsettled.ids_in(d.first, last);
+                ids.sort_unstable_by_key(|id| id.wrapping_sub(d.first));
+                for delivery_id in ids {
+                    let link = if d.settled {
+                        s.incoming_unsettled.remove(delivery_id)
+                    } else {
+                        s.incoming_unsettled.get(delivery_id).copied()
                     }
+                    .expect("present");
                     self.events.push_back(Event::RemoteSettled {
                         delivery: DeliveryId {
                             link,

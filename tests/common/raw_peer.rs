@@ -245,7 +245,7 @@ impl RawPeer {
         out.extend_from_slice(&ProtocolId::Amqp.header());
         encode_frame(&mut out, 0, &open, &[]);
         self.write(&out).await;
-        theirs
+        *theirs
     }
 
     /// [`server_handshake_with`](Self::server_handshake_with) a plain open
@@ -313,7 +313,7 @@ impl RawPeer {
             let f = self.expect("an attach").await;
             self.answer(&f, credit).await;
             if let (ch, Performative::Attach(a), _) = f {
-                return (ch, a);
+                return (ch, *a);
             }
         }
     }
