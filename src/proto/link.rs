@@ -15,6 +15,9 @@ use crate::message::Message;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
+/// Delivery tags per allocation of a link's tag block.
+const TAG_BLOCK: usize = 256;
+
 /// Where a link is in its attach/detach exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LinkState {
@@ -164,6 +167,8 @@ pub(crate) struct Link {
     pub(crate) queue: VecDeque<Queued>,
     pub(crate) current: Option<Outgoing>,
     pub(crate) next_tag: u64,
+    /// Where the next delivery tags are written (see `next_tag`).
+    pub(crate) tags: BytesMut,
     pub(crate) in_ready: bool,
     // Receiver side.
     pub(crate) incoming: Option<Incoming>,
@@ -202,6 +207,7 @@ impl Link {
             queue: VecDeque::new(),
             current: None,
             next_tag: 0,
+            tags: BytesMut::new(),
             in_ready: false,
             incoming: None,
             refused: false,
@@ -266,9 +272,16 @@ impl Link {
 
     /// A fresh delivery tag: the link's counter, big-endian, without
     /// leading zero bytes dropped (tags are at most 32 bytes; 8 suffice).
+    /// Tags are cut from a shared block of [`TAG_BLOCK`] tags: one
+    /// allocation per block, not per send.
     pub(crate) fn next_tag(&mut self) -> Bytes {
+        use bytes::BufMut;
         let t = self.next_tag;
         self.next_tag += 1;
-        Bytes::copy_from_slice(&t.to_be_bytes())
+        if self.tags.capacity() < 8 {
+            self.tags = BytesMut::with_capacity(8 * TAG_BLOCK);
+        }
+        self.tags.put_u64(t);
+        self.tags.split().freeze()
     }
 }

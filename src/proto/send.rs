@@ -169,7 +169,7 @@ impl Connection {
                 let transfer = Transfer {
                     handle: l.handle,
                     delivery_id: Some(delivery_id),
-                    delivery_tag: Some(tag.clone()),
+                    delivery_tag: Some(tag),
                     message_format: Some(0),
                     settled: Some(q.settled),
                     ..Default::default()
@@ -198,6 +198,7 @@ impl Connection {
                     }
                     continue;
                 }
+                let tag = transfer.delivery_tag.unwrap_or_default();
                 let mut payload = BytesMut::with_capacity(len);
                 q.message.encode(&mut payload);
                 if !q.settled {
