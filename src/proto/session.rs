@@ -5,10 +5,10 @@
 //! both sides have sent end.
 
 use super::event::{LinkId, SendId};
+use super::idmap::NumberMap;
 use super::link::Payload;
 use super::unsettled::DeliveryMap;
 use crate::frame::{DeliveryState, Role};
-use std::collections::HashMap;
 
 /// A message sent unsettled, waiting for its outcome.
 #[derive(Debug)]
@@ -45,8 +45,8 @@ pub(crate) struct Session {
     pub(crate) remote_outgoing_window: u32,
     pub(crate) remote_handle_max: u32,
     pub(crate) next_delivery_id: u32,
-    pub(crate) handles: HashMap<u32, LinkId>,
-    pub(crate) remote_handles: HashMap<u32, LinkId>,
+    pub(crate) handles: NumberMap<u32, LinkId>,
+    pub(crate) remote_handles: NumberMap<u32, LinkId>,
     /// Our unsettled sends, by delivery id, with their messages (given back
     /// if the link or connection fails before the outcome).
     pub(crate) outgoing_unsettled: DeliveryMap<Unsettled>,
@@ -76,8 +76,8 @@ impl Session {
             remote_outgoing_window: 0,
             remote_handle_max: u32::MAX,
             next_delivery_id: 0,
-            handles: HashMap::new(),
-            remote_handles: HashMap::new(),
+            handles: NumberMap::default(),
+            remote_handles: NumberMap::default(),
             outgoing_unsettled: DeliveryMap::default(),
             incoming_unsettled: DeliveryMap::default(),
             dispositions: Vec::new(),

@@ -10,18 +10,17 @@
 //! fields.
 
 use super::event::{LinkId, SessionId};
-use super::idmap::IdMap;
+use super::idmap::{IdMap, NumberMap};
 use super::link::Link;
 use super::session::Session;
-use std::collections::HashMap;
 
 #[derive(Debug, Default)]
 pub(super) struct Store {
     pub(super) sessions: IdMap<SessionId, Session>,
     /// Our channel numbers.
-    pub(super) channels: HashMap<u16, SessionId>,
+    pub(super) channels: NumberMap<u16, SessionId>,
     /// The peer's channel numbers (sessions whose begin it sent).
-    pub(super) remote_channels: HashMap<u16, SessionId>,
+    pub(super) remote_channels: NumberMap<u16, SessionId>,
     pub(super) links: IdMap<LinkId, Link>,
     next_id: u64,
 }
