@@ -181,7 +181,7 @@ impl Connection {
                     s.next_outgoing_id = s.next_outgoing_id.wrapping_add(1);
                     s.remote_incoming_window -= 1;
                     tracing::trace!(channel, frame = ?transfer, payload = len, "SEND");
-                    write_transfer_in_place(&mut self.output, channel, &transfer, &q.message, len);
+                    write_transfer_in_place(&mut self.output, channel, &transfer, &q.message, overhead + len);
                     self.wrote = true;
                     if q.settled {
                         self.events.push_back(Event::Sent {
@@ -254,21 +254,23 @@ impl Connection {
     }
 }
 
-/// Writes a one-frame transfer with the message encoded straight into the
-/// output buffer (no intermediate copy).
+/// Writes a one-frame transfer of `size` bytes (header, transfer and
+/// message) with the message encoded straight into the output buffer (no
+/// intermediate copy).
 fn write_transfer_in_place(
     out: &mut BytesMut,
     channel: u16,
     transfer: &Transfer,
     message: &Payload,
-    len: usize,
+    size: usize,
 ) {
     use bytes::BufMut;
-    let size = HEADER_LEN + transfer.encoded_len() + len;
     out.reserve(size);
+    let start = out.len();
     out.put_u32(size as u32);
     out.put_slice(&[2, codec::FRAME_TYPE_AMQP]);
     out.put_u16(channel);
     transfer.encode(out);
     message.encode(out);
+    debug_assert_eq!(out.len() - start, size, "transfer frame size");
 }
