@@ -2,6 +2,7 @@
 //! engine and keep the reply for the event that answers it.
 
 use super::*;
+use crate::client::settlements::AutoState;
 
 impl Driver {
     pub(super) fn session_for(&mut self, session: Option<SessionId>) -> Result<SessionId, Error> {
@@ -199,6 +200,7 @@ impl Driver {
                     }
                 }
             }
+            Command::SettleBatch(queue) => self.settle_batch(&queue),
             Command::Detach {
                 link,
                 closed,
@@ -221,6 +223,35 @@ impl Driver {
                 if let Some(reply) = reply {
                     self.closes.push(reply);
                 }
+            }
+        }
+    }
+}
+
+impl Driver {
+    /// Settles a receiver's batch: one engine call per run of consecutive
+    /// deliveries. Those of a lost connection are left to the peer, which
+    /// redelivers them; so are those of a link that is gone.
+    fn settle_batch(&mut self, queue: &SettleQueue) {
+        let link = queue.link();
+        let second = self
+            .engine
+            .link_attach(link)
+            .is_some_and(|a| a.rcv_settle_mode == RcvSettleMode::Second);
+        for run in queue.take() {
+            if run.epoch != self.epoch {
+                continue;
+            }
+            let state = match run.state {
+                AutoState::Accepted => DeliveryState::Accepted,
+                AutoState::Released => DeliveryState::Released,
+            };
+            if let Err(e) =
+                self.engine
+                    .settle_range(link, run.first, run.last, Some(state), !second)
+            {
+                tracing::debug!(error = %e, "settlements for a link that is gone");
+                return;
             }
         }
     }

@@ -17,6 +17,7 @@
 
 use super::outcome::Outcome;
 use super::reconnect::ConnectionEvent;
+use super::settlements::SettleQueue;
 use super::shared::Shared;
 use super::window::Slot;
 use crate::error::{Error, ErrorKind};
@@ -136,6 +137,9 @@ pub(crate) enum Command {
         state: Option<DeliveryState>,
         reply: Option<Reply<()>>,
     },
+    /// A receiver's batch of settlements without a reply is waiting in
+    /// its queue.
+    SettleBatch(Arc<SettleQueue>),
     Detach {
         link: LinkId,
         closed: bool,
