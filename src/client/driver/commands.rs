@@ -122,7 +122,6 @@ impl Driver {
                 message,
                 settled,
                 reply,
-                permit,
             } => match self.engine.send(link, message, settled) {
                 Ok(id) => {
                     self.credit_changed(link);
@@ -133,7 +132,6 @@ impl Driver {
                             link,
                             settled,
                             reply,
-                            _permit: permit,
                         },
                     );
                 }

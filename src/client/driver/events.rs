@@ -121,7 +121,6 @@ impl Driver {
                     self.unwritten.push_back(Unwritten {
                         mark: self.produced + self.engine.pending_output() as u64,
                         reply: p.reply,
-                        _permit: p._permit,
                     });
                 }
             }

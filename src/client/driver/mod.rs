@@ -19,7 +19,7 @@ use super::outcome::Outcome;
 use super::reconnect::ConnectionEvent;
 use super::settlements::SettleQueue;
 use super::shared::Shared;
-use super::window::Slot;
+use super::window::Completion;
 use crate::error::{Error, ErrorKind};
 use crate::frame::{condition, AmqpError, Attach, DeliveryState, Open, RcvSettleMode};
 use crate::proto::{self, DeliveryId, Event, IdMap, LinkId, Payload, SendId, SessionId};
@@ -117,8 +117,8 @@ pub(crate) enum Command {
         link: LinkId,
         message: Payload,
         settled: bool,
-        reply: Option<Reply<Outcome>>,
-        permit: Option<Slot>,
+        /// Where the outcome goes; it holds the send's in-flight place.
+        reply: Option<Completion>,
     },
     /// Credit to add (with drain), and messages the application has taken
     /// from the receiver's stream since the last report.
@@ -158,16 +158,14 @@ pub(crate) enum Command {
 struct PendingSend {
     link: LinkId,
     settled: bool,
-    reply: Option<Reply<Outcome>>,
-    _permit: Option<Slot>,
+    reply: Option<Completion>,
 }
 
 /// A presettled send whose bytes are not yet all handed to the socket.
 struct Unwritten {
     /// The output byte count at which its last byte is written.
     mark: u64,
-    reply: Option<Reply<Outcome>>,
-    _permit: Option<Slot>,
+    reply: Option<Completion>,
 }
 
 pub(crate) struct Driver {
