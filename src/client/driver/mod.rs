@@ -310,6 +310,9 @@ impl Driver {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut wbuf = BytesMut::new();
         let mut commands_open = true;
+        let timer = tokio::time::sleep(std::time::Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
             self.drain_events();
             if let Some(e) = self.lost.take() {
@@ -343,13 +346,16 @@ impl Driver {
             }
             let high_water = self.engine.config().output_high_water;
             let congested = wbuf.len() + self.engine.pending_output() >= high_water;
+            // One timer for the connection's life, moved when the engine's
+            // next deadline moves (a later one without touching the timer
+            // wheel), rather than one registered and dropped per turn.
             let deadline = self.engine.poll_timeout();
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
+            if deadline != armed {
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(d.into());
                 }
-            };
+                armed = deadline;
+            }
             let writing = !wbuf.is_empty();
             tokio::select! {
                 r = wr.write_buf(&mut wbuf), if writing => {
@@ -396,7 +402,10 @@ impl Driver {
                         }
                     }
                 }
-                _ = sleep => self.engine.handle_timeout(Instant::now()),
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.engine.handle_timeout(Instant::now());
+                }
             }
         }
     }
@@ -410,8 +419,12 @@ impl Driver {
             let Some(w) = watches.get(&link) else {
                 return false;
             };
+            // The value follows every change (`Sender::credit` reads it);
+            // waiters (`Sender::sendable`) only care whether there is
+            // credit, so they are woken only when that changes, not at
+            // every message sent.
             let c = engine.credit(link);
-            w.send_if_modified(|v| std::mem::replace(v, c) != c);
+            w.send_if_modified(|v| (std::mem::replace(v, c) == 0) != (c == 0));
             engine.queued(link) > 0
         });
     }
