@@ -363,6 +363,45 @@ impl Window {
         }
     }
 
+    /// Completes many sends, as [`Completion::send`] does each, taking each
+    /// window's lock once for a run of its sends and waking the futures
+    /// after it is released.
+    pub(crate) fn complete_all(done: &mut Vec<(Completion, Result<Outcome, Error>)>) {
+        let mut wakers = Vec::new();
+        let mut items = done.drain(..).peekable();
+        while let Some((mut c, result)) = items.next() {
+            let Some(w) = c.window.take() else {
+                continue;
+            };
+            let mut st = w.table.lock();
+            wakers.extend(st.fill(c.seq, result));
+            let mut freed = 1;
+            while let Some((next, _)) = items.peek() {
+                if !next.window.as_ref().is_some_and(|n| Arc::ptr_eq(n, &w)) {
+                    break;
+                }
+                let (mut next, result) = items.next().expect("peeked");
+                next.window = None;
+                wakers.extend(st.fill(next.seq, result));
+                freed += 1;
+            }
+            // The freed places go to the backlog first, in order.
+            let take = freed.min(st.backlog.len());
+            let next: Vec<(Payload, u64)> = st.backlog.drain(..take).collect();
+            st.in_flight = st.in_flight.saturating_sub(freed - take);
+            if freed > take {
+                wakers.append(&mut st.waiters);
+            }
+            drop(st);
+            for (message, seq) in next {
+                if !w.dispatch(message, seq) {
+                    w.release();
+                }
+            }
+        }
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
     /// Frees a place: the next message in the backlog takes it, or the
     /// window shrinks and waiting sinks are woken.
     fn release(self: &Arc<Self>) {

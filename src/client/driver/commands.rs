@@ -32,11 +32,39 @@ impl Driver {
         }
     }
 
+    /// Applies `first` and what is already queued behind it, up to the
+    /// output high-water mark: one write for all. The connection's error
+    /// is looked up once for the batch (it is set only while events are
+    /// handled, never while commands are).
+    pub(super) fn on_commands(&mut self, first: Command, high_water: usize) {
+        if let Some(e) = self.shared.error() {
+            reject_command(first, e.clone());
+            while let Ok(cmd) = self.commands.try_recv() {
+                reject_command(cmd, e.clone());
+            }
+            return;
+        }
+        self.apply_command(first);
+        for _ in 0..1024 {
+            if self.engine.pending_output() >= high_water {
+                break;
+            }
+            match self.commands.try_recv() {
+                Ok(cmd) => self.apply_command(cmd),
+                Err(_) => break,
+            }
+        }
+    }
+
     pub(super) fn on_command(&mut self, cmd: Command) {
         if let Some(e) = self.shared.error() {
             reject_command(cmd, e);
             return;
         }
+        self.apply_command(cmd);
+    }
+
+    fn apply_command(&mut self, cmd: Command) {
         match cmd {
             Command::Open => self.engine.open(),
             Command::HandlesGone => {

@@ -19,7 +19,7 @@ use super::outcome::Outcome;
 use super::reconnect::ConnectionEvent;
 use super::settlements::SettleQueue;
 use super::shared::Shared;
-use super::window::Completion;
+use super::window::{Completion, Window};
 use crate::error::{Error, ErrorKind};
 use crate::frame::{condition, AmqpError, Attach, DeliveryState, Open, RcvSettleMode};
 use crate::proto::{self, DeliveryId, Event, IdMap, LinkId, Payload, SendId, SessionId};
@@ -201,6 +201,8 @@ pub(crate) struct Driver {
     /// Senders' link credit, and the links whose credit may have changed.
     credit_watches: IdMap<LinkId, watch::Sender<u32>>,
     credit_dirty: Vec<LinkId>,
+    /// Outcomes of a batch of events, given to the senders together.
+    outcomes: Vec<(Completion, Result<Outcome, Error>)>,
 }
 
 impl Driver {
@@ -237,6 +239,7 @@ impl Driver {
             epoch: 0,
             credit_watches: IdMap::default(),
             credit_dirty: Vec::new(),
+            outcomes: Vec::new(),
         }
     }
 
@@ -302,6 +305,14 @@ impl Driver {
     fn drain_events(&mut self) {
         while let Some(e) = self.engine.poll_event() {
             self.on_event(e);
+        }
+        self.flush_outcomes();
+    }
+
+    /// Gives the outcomes gathered from events to their senders.
+    pub(super) fn flush_outcomes(&mut self) {
+        if !self.outcomes.is_empty() {
+            Window::complete_all(&mut self.outcomes);
         }
     }
 
@@ -381,20 +392,7 @@ impl Driver {
                 }
                 cmd = self.commands.recv(), if commands_open && !congested => {
                     match cmd {
-                        Some(cmd) => {
-                            self.on_command(cmd);
-                            // Take what is already queued, up to the
-                            // high-water mark: one write for all.
-                            for _ in 0..1024 {
-                                if self.engine.pending_output() >= high_water {
-                                    break;
-                                }
-                                match self.commands.try_recv() {
-                                    Ok(cmd) => self.on_command(cmd),
-                                    Err(_) => break,
-                                }
-                            }
-                        }
+                        Some(cmd) => self.on_commands(cmd, high_water),
                         None => {
                             commands_open = false;
                             self.closing = true;
