@@ -321,9 +321,6 @@ impl Driver {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut wbuf = BytesMut::new();
         let mut commands_open = true;
-        let timer = tokio::time::sleep(std::time::Duration::from_secs(3600));
-        tokio::pin!(timer);
-        let mut armed: Option<Instant> = None;
         loop {
             self.drain_events();
             if let Some(e) = self.lost.take() {
@@ -357,16 +354,13 @@ impl Driver {
             }
             let high_water = self.engine.config().output_high_water;
             let congested = wbuf.len() + self.engine.pending_output() >= high_water;
-            // One timer for the connection's life, moved when the engine's
-            // next deadline moves (a later one without touching the timer
-            // wheel), rather than one registered and dropped per turn.
             let deadline = self.engine.poll_timeout();
-            if deadline != armed {
-                if let Some(d) = deadline {
-                    timer.as_mut().reset(d.into());
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
                 }
-                armed = deadline;
-            }
+            };
             let writing = !wbuf.is_empty();
             tokio::select! {
                 r = wr.write_buf(&mut wbuf), if writing => {
@@ -400,10 +394,7 @@ impl Driver {
                         }
                     }
                 }
-                _ = &mut timer, if armed.is_some() => {
-                    armed = None;
-                    self.engine.handle_timeout(Instant::now());
-                }
+                _ = sleep => self.engine.handle_timeout(Instant::now()),
             }
         }
     }
