@@ -327,7 +327,7 @@ impl Drop for Receiver {
                     let _ = self.conn.send_command(Command::Settle {
                         delivery: id,
                         epoch,
-                        state: Some(DeliveryState::Released),
+                        state: Box::new(DeliveryState::Released),
                         reply: None,
                     });
                 }
@@ -410,7 +410,7 @@ impl SettleHandle {
             .send(Command::Settle {
                 delivery,
                 epoch: self.epoch,
-                state: Some(state),
+                state: Box::new(state),
                 reply,
             })
             .map_err(|_| Error::new(ErrorKind::Closed, "the connection is closed"))

@@ -181,7 +181,13 @@ impl Connection {
                     s.next_outgoing_id = s.next_outgoing_id.wrapping_add(1);
                     s.remote_incoming_window -= 1;
                     tracing::trace!(channel, frame = ?transfer, payload = len, "SEND");
-                    write_transfer_in_place(&mut self.output, channel, &transfer, &q.message, overhead + len);
+                    write_transfer_in_place(
+                        &mut self.output,
+                        channel,
+                        &transfer,
+                        &q.message,
+                        overhead + len,
+                    );
                     self.wrote = true;
                     if q.settled {
                         self.events.push_back(Event::Sent {

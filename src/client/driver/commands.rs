@@ -208,7 +208,7 @@ impl Driver {
                     .engine
                     .link_attach(delivery.link)
                     .is_some_and(|a| a.rcv_settle_mode == RcvSettleMode::Second);
-                match self.engine.settle(delivery, state, !second) {
+                match self.engine.settle(delivery, Some(*state), !second) {
                     Ok(()) if second => {
                         if let Some(r) = reply {
                             self.settles.insert(delivery, r);
