@@ -429,3 +429,67 @@ impl Window {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures::executor::block_on;
+
+    fn window(max: usize) -> (Arc<Window>, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new("test".into()));
+        (Window::new(max, LinkId(1), false, tx, shared), rx)
+    }
+
+    fn payload(s: &'static str) -> Payload {
+        Payload::Encoded(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// The completion of the next send handed to the driver.
+    fn sent(rx: &mut mpsc::UnboundedReceiver<Command>) -> Completion {
+        match rx.try_recv() {
+            Ok(Command::Send { reply: Some(c), .. }) => c,
+            other => panic!("expected a send, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn outcomes_reach_their_futures_in_any_order_and_free_places() {
+        let (w, mut rx) = window(2);
+        let f1 = w.submit(payload("1"));
+        let f2 = w.submit(payload("2"));
+        let f3 = w.submit(payload("3"));
+        let (c1, c2) = (sent(&mut rx), sent(&mut rx));
+        assert!(rx.try_recv().is_err(), "the third waits for a place");
+        // Out of order, in one batch: both places free, the third goes.
+        let mut done = vec![(c2, Ok(Outcome::Released)), (c1, Ok(Outcome::Accepted))];
+        Window::complete_all(&mut done);
+        let c3 = sent(&mut rx);
+        assert_eq!(block_on(f2).unwrap(), Outcome::Released);
+        assert_eq!(block_on(f1).unwrap(), Outcome::Accepted);
+        // A future dropped before its outcome: the outcome is dropped.
+        drop(f3);
+        c3.send(Ok(Outcome::Accepted));
+        {
+            let st = w.table.lock();
+            assert!(st.slots.is_empty(), "every slot is reclaimed");
+            assert_eq!(st.in_flight, 0);
+        }
+        // A completion the driver drops fails its send as closed.
+        let f4 = w.submit(payload("4"));
+        drop(sent(&mut rx));
+        let e = block_on(f4).unwrap_err();
+        assert_eq!(*e.kind(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn a_send_to_a_closed_connection_gives_the_message_back() {
+        let (w, rx) = window(1);
+        drop(rx);
+        let e = block_on(w.submit(payload("x"))).unwrap_err();
+        assert_eq!(*e.kind(), ErrorKind::Closed);
+        assert!(e.into_message().is_some(), "the message comes back");
+        assert_eq!(w.table.lock().in_flight, 0, "the place is given back");
+    }
+}
