@@ -19,6 +19,7 @@ mod reconnect;
 mod sasl;
 mod sender;
 mod session;
+mod settlements;
 mod shared;
 mod window;
 

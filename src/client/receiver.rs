@@ -4,6 +4,7 @@
 use super::connection::Connection;
 use super::credit::CreditWindow;
 use super::driver::{Command, RecvItem, Reply};
+use super::settlements::{AutoState, SettleQueue};
 
 /// Consumed deliveries are reported to the driver (for the session window)
 /// at least this often, also when no credit goes out with them.
@@ -18,7 +19,7 @@ use futures::Stream;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +41,8 @@ pub struct Receiver {
     link: LinkId,
     remote: Box<Attach>,
     rx: mpsc::UnboundedReceiver<RecvItem>,
+    /// Where dropped deliveries' settlements gather for the driver.
+    settles: Arc<SettleQueue>,
     credit: CreditWindow,
     /// Deliveries consumed and not yet reported to the driver.
     consumed: u32,
@@ -95,6 +98,7 @@ impl Receiver {
                 order: VecDeque::new(),
                 seen: std::collections::HashSet::new(),
             }),
+            settles: SettleQueue::new(link, conn.inner.tx.clone()),
             conn,
             link,
             remote,
@@ -199,8 +203,8 @@ impl Receiver {
 
     fn settle_handle(&self, id: DeliveryId, epoch: u64) -> SettleHandle {
         SettleHandle {
-            tx: self.conn.inner.tx.clone(),
-            id,
+            queue: self.settles.clone(),
+            id: id.id,
             epoch,
             auto_accept: self.auto_accept,
             settled: AtomicBool::new(false),
@@ -251,7 +255,7 @@ impl Receiver {
                     if id.is_some_and(|id| d.seen(&id)) {
                         tracing::debug!("skipping a duplicate message");
                         if let Some(h) = &delivery.handle {
-                            let _ = h.settle(DeliveryState::Accepted, None);
+                            h.settle_auto(AutoState::Accepted);
                         }
                         return None;
                     }
@@ -323,7 +327,7 @@ impl Drop for Receiver {
                     let _ = self.conn.send_command(Command::Settle {
                         delivery: id,
                         epoch,
-                        state: Some(DeliveryState::Released),
+                        state: Box::new(DeliveryState::Released),
                         reply: None,
                     });
                 }
@@ -371,14 +375,23 @@ impl Stream for Receiver {
 
 #[derive(Debug)]
 struct SettleHandle {
-    tx: mpsc::UnboundedSender<Command>,
-    id: DeliveryId,
+    /// The receiver's settlements (and its link and the driver's channel).
+    queue: Arc<SettleQueue>,
+    id: u32,
     epoch: u64,
     auto_accept: bool,
     settled: AtomicBool,
 }
 
 impl SettleHandle {
+    /// Settles without a reply, in the receiver's next batch; nothing if
+    /// settled already.
+    fn settle_auto(&self, state: AutoState) {
+        if !self.settled.swap(true, Ordering::AcqRel) {
+            self.queue.push(self.epoch, self.id, state);
+        }
+    }
+
     /// Settles with `state`; the reply comes once the settlement is
     /// final (in rcv-settle-mode second: once the sender settled).
     fn settle(&self, state: DeliveryState, reply: Option<Reply<()>>) -> Result<(), Error> {
@@ -388,11 +401,16 @@ impl SettleHandle {
                 "the delivery is already settled",
             ));
         }
-        self.tx
+        let delivery = DeliveryId {
+            link: self.queue.link(),
+            id: self.id,
+        };
+        self.queue
+            .commands()
             .send(Command::Settle {
-                delivery: self.id,
+                delivery,
                 epoch: self.epoch,
-                state: Some(state),
+                state: Box::new(state),
                 reply,
             })
             .map_err(|_| Error::new(ErrorKind::Closed, "the connection is closed"))
@@ -401,14 +419,11 @@ impl SettleHandle {
 
 impl Drop for SettleHandle {
     fn drop(&mut self) {
-        if !self.settled.load(Ordering::Acquire) {
-            let state = if self.auto_accept {
-                DeliveryState::Accepted
-            } else {
-                DeliveryState::Released
-            };
-            let _ = self.settle(state, None);
-        }
+        self.settle_auto(if self.auto_accept {
+            AutoState::Accepted
+        } else {
+            AutoState::Released
+        });
     }
 }
 

@@ -6,8 +6,8 @@ use super::connection::Connection;
 use super::driver::RecvItem;
 use super::link_options::{DeliveryMode, SenderOptions};
 use super::outcome::Outcome;
-use super::window::Window;
-use crate::error::{Error, ErrorKind};
+use super::window::{SendFuture, Window};
+use crate::error::Error;
 use crate::frame::{AmqpError, Attach};
 use crate::message::Message;
 use crate::proto::{LinkId, Payload};
@@ -19,9 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use tokio::sync::{mpsc, oneshot, watch};
-
-type OutcomeRx = oneshot::Receiver<Result<Outcome, Error>>;
+use tokio::sync::{mpsc, watch};
 
 /// A link that sends messages.
 ///
@@ -37,7 +35,7 @@ pub struct Sender {
     window: Arc<Window>,
     detach: Arc<DetachSignal>,
     credit: watch::Receiver<u32>,
-    sink_pending: FuturesUnordered<OutcomeRx>,
+    sink_pending: FuturesUnordered<SendFuture>,
     sink_error: Option<Error>,
     /// This handle holds an in-flight slot reserved by `poll_ready`.
     reserved: bool,
@@ -156,10 +154,8 @@ impl Sender {
         &self.conn
     }
 
-    fn submit(&self, message: Payload) -> OutcomeRx {
-        let (reply, rx) = oneshot::channel();
-        self.window.submit(message, reply);
-        rx
+    fn submit(&self, message: Payload) -> SendFuture {
+        self.window.submit(message)
     }
 
     /// Sends an already-encoded message (for example
@@ -171,16 +167,7 @@ impl Sender {
         &self,
         payload: Bytes,
     ) -> impl Future<Output = Result<Outcome, Error>> + Send + 'static {
-        Self::outcome(self.submit(Payload::Encoded(payload)))
-    }
-
-    async fn outcome(rx: OutcomeRx) -> Result<Outcome, Error> {
-        rx.await.unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorKind::Closed,
-                "the connection closed before the outcome",
-            ))
-        })
+        self.submit(Payload::Encoded(payload))
     }
 
     /// Sends a message; resolves to its outcome.
@@ -198,7 +185,7 @@ impl Sender {
         &self,
         message: impl Into<Message>,
     ) -> impl Future<Output = Result<Outcome, Error>> + Send + 'static {
-        Self::outcome(self.submit(self.window.payload(message.into())))
+        self.submit(self.window.payload(message.into()))
     }
 
     /// Closes the link (the peer's terminus is closed too).
@@ -242,7 +229,6 @@ impl Sender {
 
     fn poll_sink_outcomes(&mut self, cx: &mut Context<'_>) {
         while let Poll::Ready(Some(r)) = Pin::new(&mut self.sink_pending).poll_next(cx) {
-            let r = r.unwrap_or_else(|_| Err(Error::new(ErrorKind::Closed, "connection closed")));
             let r = r.and_then(Outcome::into_result);
             if let Err(e) = r {
                 self.sink_error.get_or_insert(e);
@@ -260,11 +246,9 @@ impl Sender {
     }
 
     /// Sends in the reserved slot if there is one, else as `send` does.
-    fn submit_ready(&mut self, message: Payload) -> OutcomeRx {
+    fn submit_ready(&mut self, message: Payload) -> SendFuture {
         if std::mem::take(&mut self.reserved) {
-            let (reply, rx) = oneshot::channel();
-            self.window.submit_reserved(message, reply);
-            rx
+            self.window.submit_reserved(message)
         } else {
             self.submit(message)
         }
@@ -325,6 +309,6 @@ impl tower::Service<Message> for Sender {
 
     fn call(&mut self, message: Message) -> Self::Future {
         let payload = self.window.payload(message);
-        Box::pin(Self::outcome(self.submit_ready(payload)))
+        Box::pin(self.submit_ready(payload))
     }
 }

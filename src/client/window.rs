@@ -1,8 +1,14 @@
 //! The in-flight window of a sender: at most `max` sends without an
 //! outcome are in the connection at once; more wait in a FIFO backlog, in
 //! the order `send` was called, and move on as outcomes free slots.
+//!
+//! Outcomes come back through the window too: each send has a slot in a
+//! table shared by the sender's clones and the driver (no oneshot channel
+//! per message). The driver holds a [`Completion`] per send; completing it
+//! writes the outcome into the slot, wakes the [`SendFuture`] polling it and
+//! frees the in-flight place, under one lock.
 
-use super::driver::{Command, Reply};
+use super::driver::Command;
 use super::outcome::Outcome;
 use super::shared::Shared;
 use crate::error::{Error, ErrorKind};
@@ -10,15 +16,82 @@ use crate::message::Message;
 use crate::proto::{LinkId, Payload};
 use bytes::BytesMut;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use tokio::sync::mpsc;
 
+/// A send's outcome slot.
+#[derive(Debug)]
+enum Slot {
+    /// No outcome yet; the waker of the future polling it.
+    Waiting(Option<Waker>),
+    Done(Result<Outcome, Error>),
+    /// The outcome was taken, or its future dropped.
+    Gone,
+}
+
 #[derive(Debug)]
 struct State {
     in_flight: usize,
-    backlog: VecDeque<(Payload, Reply<Outcome>)>,
+    /// Sends waiting for an in-flight place, with their slots' numbers.
+    backlog: VecDeque<(Payload, u64)>,
     waiters: Vec<Waker>,
+    /// The outcome slots, `slots[0]` being send number `base`; gone ones
+    /// are dropped from the front.
+    slots: VecDeque<Slot>,
+    base: u64,
+}
+
+impl State {
+    /// A new slot; its send number.
+    fn open_slot(&mut self) -> u64 {
+        self.slots.push_back(Slot::Waiting(None));
+        self.base + self.slots.len() as u64 - 1
+    }
+
+    fn slot(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.slots.get_mut(i)
+    }
+
+    /// Marks a slot gone and drops the gone ones at the front.
+    fn close_slot(&mut self, seq: u64) {
+        if let Some(s) = self.slot(seq) {
+            *s = Slot::Gone;
+        }
+        while matches!(self.slots.front(), Some(Slot::Gone)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// Writes an outcome; the waker to wake.
+    fn fill(&mut self, seq: u64, result: Result<Outcome, Error>) -> Option<Waker> {
+        let slot = self.slot(seq)?;
+        match std::mem::replace(slot, Slot::Done(result)) {
+            Slot::Waiting(w) => w,
+            Slot::Done(_) | Slot::Gone => {
+                // Its future is gone: nobody wants the outcome.
+                *slot = Slot::Gone;
+                self.close_slot(seq);
+                None
+            }
+        }
+    }
+}
+
+/// The state shared by a sender's clones, its send futures and the driver.
+#[derive(Debug)]
+struct Table {
+    state: Mutex<State>,
+}
+
+impl Table {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The window shared by a sender's clones.
@@ -30,7 +103,7 @@ pub(crate) struct Window {
     tx: mpsc::UnboundedSender<Command>,
     /// The connection's state, for the error that closed it.
     shared: Arc<Shared>,
-    state: Mutex<State>,
+    table: Arc<Table>,
     /// Where small messages are encoded, in the sending task: a message
     /// then moves to the driver as a few bytes of `Bytes` instead of a
     /// 488-byte `Message` copied at each hop, and many share one
@@ -44,15 +117,89 @@ const EAGER_MAX: usize = 16 * 1024;
 /// The encoder's buffer grows by at least this much at a time.
 const ENCODER_CHUNK: usize = 64 * 1024;
 
-/// A slot in the window, held by the driver until the send's outcome; its
-/// drop hands the slot to the next message in the backlog.
+/// A send in the connection: the driver holds it until the outcome.
+/// Completing it (or dropping it, which fails the send as "closed") gives
+/// the outcome to its future and its in-flight place to the next message
+/// in the backlog.
 #[derive(Debug)]
-pub(crate) struct Slot(Option<Arc<Window>>);
+pub(crate) struct Completion {
+    window: Option<Arc<Window>>,
+    seq: u64,
+}
 
-impl Drop for Slot {
+impl Completion {
+    /// Completes the send with `result` (always true: the signature of a
+    /// oneshot's `send`, which this replaces).
+    pub(crate) fn send(mut self, result: Result<Outcome, Error>) -> bool {
+        if let Some(w) = self.window.take() {
+            w.complete(self.seq, result, true);
+        }
+        true
+    }
+}
+
+impl Drop for Completion {
     fn drop(&mut self) {
-        if let Some(w) = self.0.take() {
-            w.release();
+        if let Some(w) = self.window.take() {
+            let e = Error::new(
+                ErrorKind::Closed,
+                "the connection closed before the outcome",
+            );
+            w.complete(self.seq, Err(e), true);
+        }
+    }
+}
+
+/// The outcome of one send: resolves once the driver completes it.
+/// Dropping it does not withdraw the message.
+#[derive(Debug)]
+pub(crate) struct SendFuture {
+    table: Arc<Table>,
+    seq: u64,
+    done: bool,
+}
+
+impl Future for SendFuture {
+    type Output = Result<Outcome, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        assert!(!self.done, "SendFuture polled after completion");
+        let seq = self.seq;
+        let mut st = self.table.lock();
+        let Some(slot) = st.slot(seq) else {
+            drop(st);
+            self.done = true;
+            return Poll::Ready(Err(Error::new(ErrorKind::Closed, "the outcome is gone")));
+        };
+        match slot {
+            Slot::Waiting(w) => {
+                if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *w = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Slot::Done(_) => {
+                let Slot::Done(r) = std::mem::replace(slot, Slot::Gone) else {
+                    unreachable!()
+                };
+                st.close_slot(seq);
+                drop(st);
+                self.done = true;
+                Poll::Ready(r)
+            }
+            Slot::Gone => {
+                drop(st);
+                self.done = true;
+                Poll::Ready(Err(Error::new(ErrorKind::Closed, "the outcome is gone")))
+            }
+        }
+    }
+}
+
+impl Drop for SendFuture {
+    fn drop(&mut self) {
+        if !self.done {
+            self.table.lock().close_slot(self.seq);
         }
     }
 }
@@ -84,10 +231,14 @@ impl Window {
             settled,
             tx,
             shared,
-            state: Mutex::new(State {
-                in_flight: 0,
-                backlog: VecDeque::new(),
-                waiters: Vec::new(),
+            table: Arc::new(Table {
+                state: Mutex::new(State {
+                    in_flight: 0,
+                    backlog: VecDeque::new(),
+                    waiters: Vec::new(),
+                    slots: VecDeque::new(),
+                    base: 0,
+                }),
             }),
             encoder: Mutex::new(BytesMut::new()),
         })
@@ -110,31 +261,38 @@ impl Window {
         Payload::Encoded(bytes)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn future(&self, seq: u64) -> SendFuture {
+        SendFuture {
+            table: self.table.clone(),
+            seq,
+            done: false,
+        }
     }
 
-    /// Sends `message` now if a slot is free, else queues it behind the
-    /// others. The outcome (or the message back, on failure) goes to `reply`.
-    pub(crate) fn submit(self: &Arc<Self>, message: Payload, reply: Reply<Outcome>) {
-        let mut st = self.lock();
+    /// Sends `message` now if a place is free, else queues it behind the
+    /// others; the future of its outcome (or of the message back, on
+    /// failure).
+    pub(crate) fn submit(self: &Arc<Self>, message: Payload) -> SendFuture {
+        let mut st = self.table.lock();
+        let seq = st.open_slot();
         if st.in_flight < self.max && st.backlog.is_empty() {
             st.in_flight += 1;
             drop(st);
-            if !self.dispatch(message, reply) {
+            if !self.dispatch(message, seq) {
                 self.release();
             }
         } else {
-            st.backlog.push_back((message, reply));
+            st.backlog.push_back((message, seq));
         }
+        self.future(seq)
     }
 
     /// Whether a send would go out at once (for `Sink`/`Service`
     /// `poll_ready`); registers the task to be woken when one would.
-    /// Reserves a slot for the next [`submit_reserved`](Self::submit_reserved)
+    /// Reserves a place for the next [`submit_reserved`](Self::submit_reserved)
     /// (tower's contract: `Ready` is a promise), or registers the waker.
     pub(crate) fn poll_reserve(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut st = self.lock();
+        let mut st = self.table.lock();
         if st.in_flight < self.max && st.backlog.is_empty() {
             st.in_flight += 1;
             Poll::Ready(())
@@ -144,60 +302,121 @@ impl Window {
         }
     }
 
-    /// Sends `message` in the slot reserved by `poll_reserve`.
-    pub(crate) fn submit_reserved(self: &Arc<Self>, message: Payload, reply: Reply<Outcome>) {
-        if !self.dispatch(message, reply) {
+    /// Sends `message` in the place reserved by `poll_reserve`.
+    pub(crate) fn submit_reserved(self: &Arc<Self>, message: Payload) -> SendFuture {
+        let seq = self.table.lock().open_slot();
+        if !self.dispatch(message, seq) {
             self.release();
         }
+        self.future(seq)
     }
 
-    /// Gives back a slot reserved by `poll_reserve` and not used.
+    /// Gives back a place reserved by `poll_reserve` and not used.
     pub(crate) fn unreserve(self: &Arc<Self>) {
         self.release();
     }
 
-    /// Hands a message to the driver with this slot; false (and the send
-    /// failed with its message given back) if the connection is gone.
-    fn dispatch(self: &Arc<Self>, message: Payload, reply: Reply<Outcome>) -> bool {
+    /// Hands a message to the driver with its completion; false (and the
+    /// send failed with its message given back) if the connection is gone.
+    fn dispatch(self: &Arc<Self>, message: Payload, seq: u64) -> bool {
         let cmd = Command::Send {
             link: self.link,
             message,
             settled: self.settled,
-            reply: Some(reply),
-            permit: Some(Slot(Some(self.clone()))),
+            reply: Some(Completion {
+                window: Some(self.clone()),
+                seq,
+            }),
         };
         match self.tx.send(cmd) {
             Ok(()) => true,
             Err(mpsc::error::SendError(cmd)) => {
                 if let Command::Send {
                     message,
-                    reply: Some(reply),
-                    permit: Some(mut slot),
+                    reply: Some(mut c),
                     ..
                 } = cmd
                 {
-                    slot.0 = None; // the caller releases the slot, without recursion
+                    c.window = None; // the caller releases the place, without recursion
                     let e = self.shared.error().unwrap_or_else(|| {
                         Error::new(ErrorKind::Closed, "the connection is closed")
                     });
-                    let _ = reply.send(Err(e.with_message(message.into_message())));
+                    self.complete(seq, Err(e.with_message(message.into_message())), false);
                 }
                 false
             }
         }
     }
 
-    /// Frees a slot: the next message in the backlog takes it, or the
+    /// Writes send `seq`'s outcome and wakes its future; with `release`,
+    /// frees its in-flight place too.
+    fn complete(self: &Arc<Self>, seq: u64, result: Result<Outcome, Error>, release: bool) {
+        let mut st = self.table.lock();
+        let waker = st.fill(seq, result);
+        if release {
+            self.release_locked(st);
+        } else {
+            drop(st);
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Completes many sends, as [`Completion::send`] does each, taking each
+    /// window's lock once for a run of its sends and waking the futures
+    /// after it is released.
+    pub(crate) fn complete_all(done: &mut Vec<(Completion, Result<Outcome, Error>)>) {
+        let mut wakers = Vec::new();
+        let mut items = done.drain(..).peekable();
+        while let Some((mut c, result)) = items.next() {
+            let Some(w) = c.window.take() else {
+                continue;
+            };
+            let mut st = w.table.lock();
+            wakers.extend(st.fill(c.seq, result));
+            let mut freed = 1;
+            while let Some((next, _)) = items.peek() {
+                if !next.window.as_ref().is_some_and(|n| Arc::ptr_eq(n, &w)) {
+                    break;
+                }
+                let (mut next, result) = items.next().expect("peeked");
+                next.window = None;
+                wakers.extend(st.fill(next.seq, result));
+                freed += 1;
+            }
+            // The freed places go to the backlog first, in order.
+            let take = freed.min(st.backlog.len());
+            let next: Vec<(Payload, u64)> = st.backlog.drain(..take).collect();
+            st.in_flight = st.in_flight.saturating_sub(freed - take);
+            if freed > take {
+                wakers.append(&mut st.waiters);
+            }
+            drop(st);
+            for (message, seq) in next {
+                if !w.dispatch(message, seq) {
+                    w.release();
+                }
+            }
+        }
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Frees a place: the next message in the backlog takes it, or the
     /// window shrinks and waiting sinks are woken.
     fn release(self: &Arc<Self>) {
+        self.release_locked(self.table.lock());
+    }
+
+    fn release_locked<'a>(self: &'a Arc<Self>, mut st: std::sync::MutexGuard<'a, State>) {
         loop {
-            let mut st = self.lock();
             match st.backlog.pop_front() {
-                Some((message, reply)) => {
+                Some((message, seq)) => {
                     drop(st);
-                    if self.dispatch(message, reply) {
+                    if self.dispatch(message, seq) {
                         return;
                     }
+                    st = self.table.lock();
                 }
                 None => {
                     st.in_flight = st.in_flight.saturating_sub(1);
@@ -208,5 +427,69 @@ impl Window {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures::executor::block_on;
+
+    fn window(max: usize) -> (Arc<Window>, mpsc::UnboundedReceiver<Command>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new("test".into()));
+        (Window::new(max, LinkId(1), false, tx, shared), rx)
+    }
+
+    fn payload(s: &'static str) -> Payload {
+        Payload::Encoded(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// The completion of the next send handed to the driver.
+    fn sent(rx: &mut mpsc::UnboundedReceiver<Command>) -> Completion {
+        match rx.try_recv() {
+            Ok(Command::Send { reply: Some(c), .. }) => c,
+            other => panic!("expected a send, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn outcomes_reach_their_futures_in_any_order_and_free_places() {
+        let (w, mut rx) = window(2);
+        let f1 = w.submit(payload("1"));
+        let f2 = w.submit(payload("2"));
+        let f3 = w.submit(payload("3"));
+        let (c1, c2) = (sent(&mut rx), sent(&mut rx));
+        assert!(rx.try_recv().is_err(), "the third waits for a place");
+        // Out of order, in one batch: both places free, the third goes.
+        let mut done = vec![(c2, Ok(Outcome::Released)), (c1, Ok(Outcome::Accepted))];
+        Window::complete_all(&mut done);
+        let c3 = sent(&mut rx);
+        assert_eq!(block_on(f2).unwrap(), Outcome::Released);
+        assert_eq!(block_on(f1).unwrap(), Outcome::Accepted);
+        // A future dropped before its outcome: the outcome is dropped.
+        drop(f3);
+        c3.send(Ok(Outcome::Accepted));
+        {
+            let st = w.table.lock();
+            assert!(st.slots.is_empty(), "every slot is reclaimed");
+            assert_eq!(st.in_flight, 0);
+        }
+        // A completion the driver drops fails its send as closed.
+        let f4 = w.submit(payload("4"));
+        drop(sent(&mut rx));
+        let e = block_on(f4).unwrap_err();
+        assert_eq!(*e.kind(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn a_send_to_a_closed_connection_gives_the_message_back() {
+        let (w, rx) = window(1);
+        drop(rx);
+        let e = block_on(w.submit(payload("x"))).unwrap_err();
+        assert_eq!(*e.kind(), ErrorKind::Closed);
+        assert!(e.into_message().is_some(), "the message comes back");
+        assert_eq!(w.table.lock().in_flight, 0, "the place is given back");
     }
 }

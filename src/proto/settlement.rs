@@ -49,6 +49,76 @@ impl Connection {
         Ok(())
     }
 
+    /// Settles (or, with `settled` false, updates) the incoming deliveries
+    /// `first..=last` (serial numbers, wrapping) of one link with `state`:
+    /// one disposition per run of them still unsettled; the others (settled
+    /// already, or of another link) are skipped. Returns how many it
+    /// settled. Fails if the link is gone (the peer will redeliver them).
+    pub fn settle_range(
+        &mut self,
+        link: LinkId,
+        first: u32,
+        last: u32,
+        state: Option<DeliveryState>,
+        settled: bool,
+    ) -> Result<u32, AmqpError> {
+        let l = self
+            .store
+            .links
+            .get(&link)
+            .filter(|l| l.state == LinkState::Attached)
+            .ok_or_else(|| super::links::gone(link))?;
+        let s = self
+            .store
+            .sessions
+            .get_mut(&l.session)
+            .ok_or_else(|| super::links::gone(link))?;
+        let mut count = 0;
+        let mut run: Option<(u32, u32)> = None;
+        let mut id = first;
+        loop {
+            let known = if settled {
+                match s.incoming_unsettled.get(id) {
+                    Some(&l) if l == link => s.incoming_unsettled.remove(id).is_some(),
+                    _ => false,
+                }
+            } else {
+                s.incoming_unsettled.get(id) == Some(&link)
+            };
+            if known {
+                count += 1;
+                run = match run {
+                    Some((a, b)) if b.wrapping_add(1) == id => Some((a, id)),
+                    Some((a, b)) => {
+                        s.queue_disposition(PendingDisposition {
+                            role: Role::Receiver,
+                            first: a,
+                            last: b,
+                            settled,
+                            state: state.clone(),
+                        });
+                        Some((id, id))
+                    }
+                    None => Some((id, id)),
+                };
+            }
+            if id == last {
+                break;
+            }
+            id = id.wrapping_add(1);
+        }
+        if let Some((a, b)) = run {
+            s.queue_disposition(PendingDisposition {
+                role: Role::Receiver,
+                first: a,
+                last: b,
+                settled,
+                state,
+            });
+        }
+        Ok(count)
+    }
+
     pub(super) fn flush_dispositions(&mut self) {
         let mut frames = Vec::new();
         for s in self.store.sessions.values_mut() {

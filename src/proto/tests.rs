@@ -292,6 +292,75 @@ fn out_of_order_dispositions() {
 }
 
 #[test]
+fn a_range_settles_the_unsettled_ones_in_runs() {
+    let mut p = Pair::plain();
+    let (sender, receiver) = p.link(10);
+    let ids: Vec<SendId> = (0..6)
+        .map(|i| {
+            p.client
+                .send(sender, Message::from(format!("{i}")), false)
+                .unwrap()
+        })
+        .collect();
+    p.run();
+    let got = p.deliveries();
+    let first = got[0].0.id;
+    p.server
+        .settle(got[2].0, Some(DeliveryState::Released), true)
+        .unwrap();
+    let n = p
+        .server
+        .settle_range(
+            receiver,
+            first,
+            first + 5,
+            Some(DeliveryState::Accepted),
+            true,
+        )
+        .unwrap();
+    assert_eq!(n, 5, "the one settled already is skipped");
+    let runs: Vec<(u32, u32)> = p
+        .server
+        .store
+        .sessions
+        .values()
+        .flat_map(|s| {
+            s.dispositions
+                .iter()
+                .map(|d| (d.first - first, d.last - first))
+        })
+        .collect();
+    assert_eq!(runs, [(2, 2), (0, 1), (3, 5)]);
+    p.run();
+    let mut o = p.outcomes();
+    o.sort_by_key(|(id, _)| *id);
+    let want: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let s = if i == 2 {
+                DeliveryState::Released
+            } else {
+                DeliveryState::Accepted
+            };
+            (*id, Some(s))
+        })
+        .collect();
+    assert_eq!(o, want);
+    // Nothing is left to settle, and a link that is not ours is refused.
+    assert_eq!(
+        p.server
+            .settle_range(receiver, first, first + 5, None, true)
+            .unwrap(),
+        0
+    );
+    assert!(p
+        .server
+        .settle_range(LinkId(9999), 0, 1, None, true)
+        .is_err());
+}
+
+#[test]
 fn transfer_without_credit_detaches_the_link() {
     let mut p = Pair::new(
         Config::default(),

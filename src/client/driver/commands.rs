@@ -2,6 +2,7 @@
 //! engine and keep the reply for the event that answers it.
 
 use super::*;
+use crate::client::settlements::AutoState;
 
 impl Driver {
     pub(super) fn session_for(&mut self, session: Option<SessionId>) -> Result<SessionId, Error> {
@@ -31,11 +32,39 @@ impl Driver {
         }
     }
 
+    /// Applies `first` and what is already queued behind it, up to the
+    /// output high-water mark: one write for all. The connection's error
+    /// is looked up once for the batch (it is set only while events are
+    /// handled, never while commands are).
+    pub(super) fn on_commands(&mut self, first: Command, high_water: usize) {
+        if let Some(e) = self.shared.error() {
+            reject_command(first, e.clone());
+            while let Ok(cmd) = self.commands.try_recv() {
+                reject_command(cmd, e.clone());
+            }
+            return;
+        }
+        self.apply_command(first);
+        for _ in 0..1024 {
+            if self.engine.pending_output() >= high_water {
+                break;
+            }
+            match self.commands.try_recv() {
+                Ok(cmd) => self.apply_command(cmd),
+                Err(_) => break,
+            }
+        }
+    }
+
     pub(super) fn on_command(&mut self, cmd: Command) {
         if let Some(e) = self.shared.error() {
             reject_command(cmd, e);
             return;
         }
+        self.apply_command(cmd);
+    }
+
+    fn apply_command(&mut self, cmd: Command) {
         match cmd {
             Command::Open => self.engine.open(),
             Command::HandlesGone => {
@@ -121,7 +150,6 @@ impl Driver {
                 message,
                 settled,
                 reply,
-                permit,
             } => match self.engine.send(link, message, settled) {
                 Ok(id) => {
                     self.credit_changed(link);
@@ -132,7 +160,6 @@ impl Driver {
                             link,
                             settled,
                             reply,
-                            _permit: permit,
                         },
                     );
                 }
@@ -181,7 +208,7 @@ impl Driver {
                     .engine
                     .link_attach(delivery.link)
                     .is_some_and(|a| a.rcv_settle_mode == RcvSettleMode::Second);
-                match self.engine.settle(delivery, state, !second) {
+                match self.engine.settle(delivery, Some(*state), !second) {
                     Ok(()) if second => {
                         if let Some(r) = reply {
                             self.settles.insert(delivery, r);
@@ -199,6 +226,7 @@ impl Driver {
                     }
                 }
             }
+            Command::SettleBatch(queue) => self.settle_batch(&queue),
             Command::Detach {
                 link,
                 closed,
@@ -221,6 +249,35 @@ impl Driver {
                 if let Some(reply) = reply {
                     self.closes.push(reply);
                 }
+            }
+        }
+    }
+}
+
+impl Driver {
+    /// Settles a receiver's batch: one engine call per run of consecutive
+    /// deliveries. Those of a lost connection are left to the peer, which
+    /// redelivers them; so are those of a link that is gone.
+    fn settle_batch(&mut self, queue: &SettleQueue) {
+        let link = queue.link();
+        let second = self
+            .engine
+            .link_attach(link)
+            .is_some_and(|a| a.rcv_settle_mode == RcvSettleMode::Second);
+        for run in queue.take() {
+            if run.epoch != self.epoch {
+                continue;
+            }
+            let state = match run.state {
+                AutoState::Accepted => DeliveryState::Accepted,
+                AutoState::Released => DeliveryState::Released,
+            };
+            if let Err(e) =
+                self.engine
+                    .settle_range(link, run.first, run.last, Some(state), !second)
+            {
+                tracing::debug!(error = %e, "settlements for a link that is gone");
+                return;
             }
         }
     }

@@ -121,7 +121,6 @@ impl Driver {
                     self.unwritten.push_back(Unwritten {
                         mark: self.produced + self.engine.pending_output() as u64,
                         reply: p.reply,
-                        _permit: p._permit,
                     });
                 }
             }
@@ -136,7 +135,8 @@ impl Driver {
                 }
                 if let Some(p) = self.sends.remove(&send) {
                     if let Some(r) = p.reply {
-                        let _ = r.send(Ok(Outcome::from_state(state)));
+                        // Given with the others of this batch of events.
+                        self.outcomes.push((r, Ok(Outcome::from_state(state))));
                     }
                 }
             }
@@ -242,6 +242,7 @@ impl Driver {
 
     /// Fails every pending operation with `error`.
     pub(super) fn fail_all(&mut self, error: Error) {
+        self.flush_outcomes();
         self.shared.set_error(error.clone());
         // Messages without an outcome go back to their senders.
         for (id, message) in self.engine.take_unsent() {

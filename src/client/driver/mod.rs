@@ -17,8 +17,9 @@
 
 use super::outcome::Outcome;
 use super::reconnect::ConnectionEvent;
+use super::settlements::SettleQueue;
 use super::shared::Shared;
-use super::window::Slot;
+use super::window::{Completion, Window};
 use crate::error::{Error, ErrorKind};
 use crate::frame::{condition, AmqpError, Attach, DeliveryState, Open, RcvSettleMode};
 use crate::proto::{self, DeliveryId, Event, IdMap, LinkId, Payload, SendId, SessionId};
@@ -116,8 +117,8 @@ pub(crate) enum Command {
         link: LinkId,
         message: Payload,
         settled: bool,
-        reply: Option<Reply<Outcome>>,
-        permit: Option<Slot>,
+        /// Where the outcome goes; it holds the send's in-flight place.
+        reply: Option<Completion>,
     },
     /// Credit to add (with drain), and messages the application has taken
     /// from the receiver's stream since the last report.
@@ -133,9 +134,13 @@ pub(crate) enum Command {
         delivery: DeliveryId,
         /// The connection the delivery came on.
         epoch: u64,
-        state: Option<DeliveryState>,
+        /// Boxed: an unboxed state (80 bytes) would size every command.
+        state: Box<DeliveryState>,
         reply: Option<Reply<()>>,
     },
+    /// A receiver's batch of settlements without a reply is waiting in
+    /// its queue.
+    SettleBatch(Arc<SettleQueue>),
     Detach {
         link: LinkId,
         closed: bool,
@@ -154,16 +159,14 @@ pub(crate) enum Command {
 struct PendingSend {
     link: LinkId,
     settled: bool,
-    reply: Option<Reply<Outcome>>,
-    _permit: Option<Slot>,
+    reply: Option<Completion>,
 }
 
 /// A presettled send whose bytes are not yet all handed to the socket.
 struct Unwritten {
     /// The output byte count at which its last byte is written.
     mark: u64,
-    reply: Option<Reply<Outcome>>,
-    _permit: Option<Slot>,
+    reply: Option<Completion>,
 }
 
 pub(crate) struct Driver {
@@ -199,6 +202,8 @@ pub(crate) struct Driver {
     /// Senders' link credit, and the links whose credit may have changed.
     credit_watches: IdMap<LinkId, watch::Sender<u32>>,
     credit_dirty: Vec<LinkId>,
+    /// Outcomes of a batch of events, given to the senders together.
+    outcomes: Vec<(Completion, Result<Outcome, Error>)>,
 }
 
 impl Driver {
@@ -235,6 +240,7 @@ impl Driver {
             epoch: 0,
             credit_watches: IdMap::default(),
             credit_dirty: Vec::new(),
+            outcomes: Vec::new(),
         }
     }
 
@@ -300,6 +306,14 @@ impl Driver {
     fn drain_events(&mut self) {
         while let Some(e) = self.engine.poll_event() {
             self.on_event(e);
+        }
+        self.flush_outcomes();
+    }
+
+    /// Gives the outcomes gathered from events to their senders.
+    pub(super) fn flush_outcomes(&mut self) {
+        if !self.outcomes.is_empty() {
+            Window::complete_all(&mut self.outcomes);
         }
     }
 
@@ -373,20 +387,7 @@ impl Driver {
                 }
                 cmd = self.commands.recv(), if commands_open && !congested => {
                     match cmd {
-                        Some(cmd) => {
-                            self.on_command(cmd);
-                            // Take what is already queued, up to the
-                            // high-water mark: one write for all.
-                            for _ in 0..1024 {
-                                if self.engine.pending_output() >= high_water {
-                                    break;
-                                }
-                                match self.commands.try_recv() {
-                                    Ok(cmd) => self.on_command(cmd),
-                                    Err(_) => break,
-                                }
-                            }
-                        }
+                        Some(cmd) => self.on_commands(cmd, high_water),
                         None => {
                             commands_open = false;
                             self.closing = true;
@@ -408,8 +409,12 @@ impl Driver {
             let Some(w) = watches.get(&link) else {
                 return false;
             };
+            // The value follows every change (`Sender::credit` reads it);
+            // waiters (`Sender::sendable`) only care whether there is
+            // credit, so they are woken only when that changes, not at
+            // every message sent.
             let c = engine.credit(link);
-            w.send_if_modified(|v| std::mem::replace(v, c) != c);
+            w.send_if_modified(|v| (std::mem::replace(v, c) == 0) != (c == 0));
             engine.queued(link) > 0
         });
     }
@@ -477,4 +482,28 @@ fn reject_command(cmd: Command, e: Error) {
 
 fn io_error(e: std::io::Error) -> Error {
     Error::from(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    /// Every command is copied into the channel and out: what a send, a
+    /// settlement or a flow carries stays small (a settlement's state is
+    /// boxed). The enum is as large as its largest variant; the rare ones
+    /// carrying an `AmqpError` are the largest now.
+    #[test]
+    fn per_message_commands_stay_small() {
+        let send = size_of::<(LinkId, Payload, bool, Option<Completion>)>();
+        let settle = size_of::<(DeliveryId, u64, Box<DeliveryState>, Option<Reply<()>>)>();
+        let flow = size_of::<(LinkId, u32, bool, u32, u64)>();
+        assert!(send <= 72, "Send carries {send} bytes");
+        assert!(settle <= 48, "Settle carries {settle} bytes");
+        assert!(flow <= 32, "Flow carries {flow} bytes");
+        eprintln!(
+            "Command {} bytes; Send {send}, Settle {settle}, Flow {flow}",
+            size_of::<Command>()
+        );
+    }
 }
