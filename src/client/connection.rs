@@ -81,10 +81,9 @@ pub(crate) fn start(
     let (open_tx, open_rx) = oneshot::channel();
     let (in_tx, in_rx) = mpsc::channel(super::driver::MAX_PENDING_INCOMING);
     let driver = Driver::new(engine, io, rx, shared.clone(), Some(open_tx), in_tx);
-    tokio::spawn(async move {
-        driver.run().await;
-        drop(permit);
-    });
+    // The permit lives in the driver's future (one copy of the driver in
+    // the task, not two).
+    tokio::spawn(driver.run(permit));
     Started {
         tx,
         shared,
@@ -116,7 +115,7 @@ pub(crate) fn start_opened(
     let (in_tx, in_rx) = mpsc::channel(super::driver::MAX_PENDING_INCOMING);
     let driver =
         Driver::new(engine, io, rx, shared.clone(), None, in_tx).with_reconnect(reconnect, pending);
-    tokio::spawn(driver.run());
+    tokio::spawn(driver.run(None));
     Connection {
         inner: Arc::new(Inner {
             tx,

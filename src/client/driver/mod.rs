@@ -22,14 +22,14 @@ use super::window::Slot;
 use crate::error::{Error, ErrorKind};
 use crate::frame::{condition, AmqpError, Attach, DeliveryState, Open, RcvSettleMode};
 use crate::proto::{self, DeliveryId, Event, IdMap, LinkId, Payload, SendId, SessionId};
-use crate::transport::BoxIo;
+use crate::transport::{read, BoxIo};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod commands;
@@ -249,8 +249,9 @@ impl Driver {
     }
 
     /// Runs the connection until it is closed and every byte is written,
-    /// reconnecting after transient failures if reconnect is on.
-    pub(crate) async fn run(mut self) {
+    /// reconnecting after transient failures if reconnect is on; `permit`
+    /// (a listener's connection slot) is given back at the end.
+    pub(crate) async fn run(mut self, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
         let span = tracing::debug_span!("connection", id = %self.shared.container_id);
         let _enter = span.enter();
         let (error, clean) = loop {
@@ -295,6 +296,7 @@ impl Driver {
         tracing::debug!(%error, "connection ended");
         self.fail_all(error.clone());
         self.shared.finish(if clean { Ok(()) } else { Err(error) });
+        drop(permit);
     }
 
     fn drain_events(&mut self) {
@@ -308,6 +310,7 @@ impl Driver {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut wbuf = BytesMut::new();
         let mut commands_open = true;
+        let mut small_reads = true;
         loop {
             self.drain_events();
             if let Some(e) = self.lost.take() {
@@ -349,6 +352,10 @@ impl Driver {
                 }
             };
             let writing = !wbuf.is_empty();
+            // Quiet: nothing being written and the last read was small. A
+            // quiet connection with nothing to read releases its buffers:
+            // an idle connection holds none, a busy one keeps them.
+            let quiet = !writing && small_reads;
             tokio::select! {
                 r = wr.write_buf(&mut wbuf), if writing => {
                     let n = r.map_err(io_error)?;
@@ -357,10 +364,22 @@ impl Driver {
                     }
                     self.written += n as u64;
                     self.shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    if wbuf.is_empty() {
+                        // Let go of the written bytes: the engine can reuse
+                        // (or release) their buffer.
+                        wbuf = BytesMut::new();
+                    }
                     self.complete_written();
                 }
-                r = rd.read_buf(self.engine.input_buffer()), if !congested => {
+                r = std::future::poll_fn(|cx| {
+                    let r = read::poll_read_input(&mut rd, self.engine.input_buffer(), cx);
+                    if r.is_pending() && quiet {
+                        self.engine.release_buffers();
+                    }
+                    r
+                }), if !congested => {
                     let n = r.map_err(io_error)?;
+                    small_reads = n < read::SMALL_READ;
                     if n == 0 {
                         return if self.engine.is_closed() {
                             Ok(())
