@@ -323,7 +323,7 @@ impl Drop for Receiver {
                     let _ = self.conn.send_command(Command::Settle {
                         delivery: id,
                         epoch,
-                        state: Some(DeliveryState::Released),
+                        state: DeliveryState::Released.into(),
                         reply: None,
                     });
                 }
@@ -392,7 +392,7 @@ impl SettleHandle {
             .send(Command::Settle {
                 delivery: self.id,
                 epoch: self.epoch,
-                state: Some(state),
+                state: state.into(),
                 reply,
             })
             .map_err(|_| Error::new(ErrorKind::Closed, "the connection is closed"))

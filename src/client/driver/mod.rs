@@ -88,9 +88,11 @@ pub(crate) enum Command {
     Begin {
         reply: Reply<SessionId>,
     },
+    // Errors are boxed: every slot of the command channel is as big as
+    // the biggest command.
     End {
         session: SessionId,
-        error: Option<AmqpError>,
+        error: Option<Box<AmqpError>>,
     },
     Attach {
         session: Option<SessionId>,
@@ -110,7 +112,7 @@ pub(crate) enum Command {
     },
     RefuseLink {
         link: LinkId,
-        error: AmqpError,
+        error: Box<AmqpError>,
     },
     Send {
         link: LinkId,
@@ -133,22 +135,52 @@ pub(crate) enum Command {
         delivery: DeliveryId,
         /// The connection the delivery came on.
         epoch: u64,
-        state: Option<DeliveryState>,
+        state: SettleState,
         reply: Option<Reply<()>>,
     },
     Detach {
         link: LinkId,
         closed: bool,
-        error: Option<AmqpError>,
+        error: Option<Box<AmqpError>>,
         reply: Option<Reply<()>>,
     },
     Open,
     /// Every user handle is gone: close the connection, whatever is pending.
     HandlesGone,
     Close {
-        error: Option<AmqpError>,
+        error: Option<Box<AmqpError>>,
         reply: Option<Reply<()>>,
     },
+}
+
+/// The state a settlement sets, in 16 bytes: the common outcomes inline,
+/// any other boxed (a `DeliveryState` takes 80, and would make every slot
+/// of the command channel that big).
+#[derive(Debug)]
+pub(crate) enum SettleState {
+    Accepted,
+    Released,
+    Other(Box<DeliveryState>),
+}
+
+impl From<DeliveryState> for SettleState {
+    fn from(s: DeliveryState) -> Self {
+        match s {
+            DeliveryState::Accepted => SettleState::Accepted,
+            DeliveryState::Released => SettleState::Released,
+            other => SettleState::Other(Box::new(other)),
+        }
+    }
+}
+
+impl SettleState {
+    pub(crate) fn into_state(self) -> DeliveryState {
+        match self {
+            SettleState::Accepted => DeliveryState::Accepted,
+            SettleState::Released => DeliveryState::Released,
+            SettleState::Other(s) => *s,
+        }
+    }
 }
 
 struct PendingSend {
@@ -173,7 +205,6 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     open_waiter: Option<Reply<Box<Open>>>,
     pending_open: Option<Box<Open>>,
-    incoming: mpsc::Sender<Incoming>,
     default_session: Option<SessionId>,
     begins: IdMap<SessionId, Reply<SessionId>>,
     attaches: IdMap<LinkId, Reply<Attached>>,
@@ -201,6 +232,14 @@ pub(crate) struct Driver {
     credit_dirty: Vec<LinkId>,
 }
 
+/// The driver is gone (ended, or its task dropped): nothing more comes
+/// from the peer.
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.shared.incoming.close();
+    }
+}
+
 impl Driver {
     pub(crate) fn new(
         engine: proto::Connection,
@@ -208,7 +247,6 @@ impl Driver {
         commands: mpsc::UnboundedReceiver<Command>,
         shared: Arc<Shared>,
         open_waiter: Option<Reply<Box<Open>>>,
-        incoming: mpsc::Sender<Incoming>,
     ) -> Self {
         Driver {
             engine,
@@ -217,7 +255,6 @@ impl Driver {
             shared,
             open_waiter,
             pending_open: None,
-            incoming,
             default_session: None,
             begins: IdMap::default(),
             attaches: IdMap::default(),
@@ -251,52 +288,61 @@ impl Driver {
     /// Runs the connection until it is closed and every byte is written,
     /// reconnecting after transient failures if reconnect is on; `permit`
     /// (a listener's connection slot) is given back at the end.
-    pub(crate) async fn run(mut self, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
-        let span = tracing::debug_span!("connection", id = %self.shared.container_id);
-        let _enter = span.enter();
-        let (error, clean) = loop {
-            match self.run_inner().await {
-                Ok(()) => {
-                    let error = self.shared.error();
-                    // Clean: our close, or the peer's without an error.
-                    let clean =
-                        self.closing || error.as_ref().is_none_or(|e| e.condition().is_none());
-                    if !clean {
-                        if let Some(e) = &error {
+    // Not an `async fn` (see below), whatever clippy prefers.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn run(
+        mut self,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // Not an `async fn`: one keeps its arguments twice (as passed and
+        // as locals), which would put two drivers in every task.
+        async move {
+            let span = tracing::debug_span!("connection", id = %self.shared.container_id);
+            let _enter = span.enter();
+            let (error, clean) = loop {
+                match self.run_inner().await {
+                    Ok(()) => {
+                        let error = self.shared.error();
+                        // Clean: our close, or the peer's without an error.
+                        let clean =
+                            self.closing || error.as_ref().is_none_or(|e| e.condition().is_none());
+                        if !clean {
+                            if let Some(e) = &error {
+                                self.shared
+                                    .events
+                                    .emit(ConnectionEvent::Disconnected { error: e.clone() });
+                            }
+                        }
+                        let error = error.unwrap_or_else(|| {
+                            Error::new(ErrorKind::Closed, "the connection is closed")
+                        });
+                        break (error, clean);
+                    }
+                    Err(e) if self.may_reconnect(&e) => {
+                        // Boxed: its state would otherwise sit in every
+                        // connection's task, reconnecting or not.
+                        if let Err(e) = Box::pin(self.reconnect(e)).await {
+                            // A close (or every handle dropped) while
+                            // reconnecting ends cleanly.
+                            let clean = self.closing;
+                            break (e, clean);
+                        }
+                    }
+                    Err(e) => {
+                        if !self.closing {
                             self.shared
                                 .events
                                 .emit(ConnectionEvent::Disconnected { error: e.clone() });
                         }
-                    }
-                    let error = error.unwrap_or_else(|| {
-                        Error::new(ErrorKind::Closed, "the connection is closed")
-                    });
-                    break (error, clean);
-                }
-                Err(e) if self.may_reconnect(&e) => {
-                    // Boxed: its state would otherwise sit in every
-                    // connection's task, reconnecting or not.
-                    if let Err(e) = Box::pin(self.reconnect(e)).await {
-                        // A close (or every handle dropped) while
-                        // reconnecting ends cleanly.
-                        let clean = self.closing;
-                        break (e, clean);
+                        break (e, false);
                     }
                 }
-                Err(e) => {
-                    if !self.closing {
-                        self.shared
-                            .events
-                            .emit(ConnectionEvent::Disconnected { error: e.clone() });
-                    }
-                    break (e, false);
-                }
-            }
-        };
-        tracing::debug!(%error, "connection ended");
-        self.fail_all(error.clone());
-        self.shared.finish(if clean { Ok(()) } else { Err(error) });
-        drop(permit);
+            };
+            tracing::debug!(%error, "connection ended");
+            self.fail_all(error.clone());
+            self.shared.finish(if clean { Ok(()) } else { Err(error) });
+            drop(permit);
+        }
     }
 
     fn drain_events(&mut self) {
@@ -496,4 +542,31 @@ fn reject_command(cmd: Command, e: Error) {
 
 fn io_error(e: std::io::Error) -> Error {
     Error::from(e)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection pays for these: the command channel's first block
+    /// holds 32 commands, and the task holds the driver's future.
+    #[cfg(target_pointer_width = "64")]
+    #[tokio::test]
+    async fn per_connection_sizes_stay_within_budget() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<Command>() <= 80,
+            "Command: {}",
+            size_of::<Command>()
+        );
+        assert!(size_of::<SettleState>() <= 16);
+        let (io, _peer) = tokio::io::duplex(64);
+        let engine = proto::Connection::new(proto::Side::Server, proto::Config::default());
+        let (_tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new("c".into()));
+        let driver = Driver::new(engine, Box::new(io), rx, shared, None);
+        let run = driver.run(None);
+        // The driver once (about 1.5 KiB) and the loop's state.
+        let size = std::mem::size_of_val(&run);
+        assert!(size <= 2304, "the driver's future: {size} bytes");
+    }
 }
