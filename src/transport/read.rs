@@ -37,8 +37,10 @@ pub(crate) fn poll_read_input<R: AsyncRead + Unpin>(
         return pin!(rd.read_buf(input)).poll(cx);
     }
     if !input.is_empty() {
-        // Part of a frame and no room for the rest.
-        input.reserve(INPUT_CHUNK);
+        // Part of a frame and no room for the rest: room up to a chunk in
+        // all, so the buffer keeps one size (reused in place, or replaced
+        // by one of the same size) rather than growing past it.
+        input.reserve(INPUT_CHUNK.saturating_sub(input.len()).max(MIN_ROOM));
         return pin!(rd.read_buf(input)).poll(cx);
     }
     let mut small = [const { MaybeUninit::<u8>::uninit() }; SMALL_READ];

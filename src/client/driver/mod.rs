@@ -356,7 +356,8 @@ impl Driver {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut wbuf = BytesMut::new();
         let mut commands_open = true;
-        let mut small_reads = true;
+        // Consecutive small reads (saturating).
+        let mut small_reads: u8 = 0;
         loop {
             self.drain_events();
             if let Some(e) = self.lost.take() {
@@ -398,10 +399,11 @@ impl Driver {
                 }
             };
             let writing = !wbuf.is_empty();
-            // Quiet: nothing being written and the last read was small. A
-            // quiet connection with nothing to read releases its buffers:
-            // an idle connection holds none, a busy one keeps them.
-            let quiet = !writing && small_reads;
+            // Quiet: nothing being written and the last two reads were
+            // small. A quiet connection with nothing to read releases its
+            // buffers: an idle connection holds none; a busy one, whose
+            // reads are big but for one now and then, keeps them.
+            let quiet = !writing && small_reads >= 2;
             tokio::select! {
                 r = wr.write_buf(&mut wbuf), if writing => {
                     let n = r.map_err(io_error)?;
@@ -425,7 +427,11 @@ impl Driver {
                     r
                 }), if !congested => {
                     let n = r.map_err(io_error)?;
-                    small_reads = n < read::SMALL_READ;
+                    small_reads = if n < read::SMALL_READ {
+                        small_reads.saturating_add(1)
+                    } else {
+                        0
+                    };
                     if n == 0 {
                         return if self.engine.is_closed() {
                             Ok(())
