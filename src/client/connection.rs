@@ -16,7 +16,7 @@ use crate::types::Symbol;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
 /// Per-connection defaults that handles apply.
 #[derive(Clone, Debug)]
@@ -33,7 +33,6 @@ pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     pub(crate) defaults: Defaults,
     pub(crate) remote: Box<Open>,
-    pub(crate) incoming: Mutex<mpsc::Receiver<Incoming>>,
     pub(crate) link_counter: AtomicU64,
 }
 
@@ -42,6 +41,8 @@ pub(crate) struct Inner {
 /// too).
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Links the peer opens from now on are refused.
+        self.shared.incoming.close();
         let _ = self.tx.send(Command::HandlesGone);
     }
 }
@@ -62,7 +63,6 @@ pub(crate) struct Started {
     pub(crate) tx: mpsc::UnboundedSender<Command>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) open: oneshot::Receiver<Result<Box<Open>, Error>>,
-    pub(crate) incoming: mpsc::Receiver<Incoming>,
 }
 
 /// Spawns the driver of a connection over `io`.
@@ -79,17 +79,14 @@ pub(crate) fn start(
     let shared = Arc::new(Shared::new(engine.config().container_id.clone()));
     let (tx, rx) = mpsc::unbounded_channel();
     let (open_tx, open_rx) = oneshot::channel();
-    let (in_tx, in_rx) = mpsc::channel(super::driver::MAX_PENDING_INCOMING);
-    let driver = Driver::new(engine, io, rx, shared.clone(), Some(open_tx), in_tx);
-    tokio::spawn(async move {
-        driver.run().await;
-        drop(permit);
-    });
+    let driver = Driver::new(engine, io, rx, shared.clone(), Some(open_tx));
+    // The permit lives in the driver's future (one copy of the driver in
+    // the task, not two).
+    tokio::spawn(driver.run(permit));
     Started {
         tx,
         shared,
         open: open_rx,
-        incoming: in_rx,
     }
 }
 
@@ -113,17 +110,15 @@ pub(crate) fn start_opened(
         events,
     ));
     let (tx, rx) = mpsc::unbounded_channel();
-    let (in_tx, in_rx) = mpsc::channel(super::driver::MAX_PENDING_INCOMING);
     let driver =
-        Driver::new(engine, io, rx, shared.clone(), None, in_tx).with_reconnect(reconnect, pending);
-    tokio::spawn(driver.run());
+        Driver::new(engine, io, rx, shared.clone(), None).with_reconnect(reconnect, pending);
+    tokio::spawn(driver.run(None));
     Connection {
         inner: Arc::new(Inner {
             tx,
             shared,
             defaults,
             remote,
-            incoming: Mutex::new(in_rx),
             link_counter: AtomicU64::new(0),
         }),
     }
@@ -147,7 +142,6 @@ impl Started {
                 shared: self.shared,
                 defaults,
                 remote,
-                incoming: Mutex::new(self.incoming),
                 link_counter: AtomicU64::new(0),
             }),
         }
@@ -222,12 +216,7 @@ impl Connection {
     /// once the reconnect policy gave up). Every pending operation has
     /// failed with that error by then.
     pub async fn closed(&self) -> Result<(), Error> {
-        let mut rx = self.inner.shared.ended.subscribe();
-        let ended = match rx.wait_for(|e| e.is_some()).await {
-            Ok(v) => v.clone(),
-            Err(_) => None,
-        };
-        ended.unwrap_or_else(|| Err(self.closed_error()))
+        self.inner.shared.ended().await
     }
 
     /// Begins a new session.
@@ -273,7 +262,7 @@ impl Connection {
     /// connection is closed. Until something reads them, links the peer
     /// opens wait unanswered.
     pub async fn next_incoming(&self) -> Option<IncomingEndpoint> {
-        let item = self.inner.incoming.lock().await.recv().await?;
+        let item = self.inner.shared.incoming.next().await?;
         Some(match item {
             Incoming::Session(id) => IncomingEndpoint::Session(Session::new(self.clone(), id)),
             Incoming::Link { link, attach } => {
@@ -304,7 +293,7 @@ impl Connection {
             .inner
             .tx
             .send(Command::Close {
-                error,
+                error: error.map(Box::new),
                 reply: Some(reply),
             })
             .is_err()
@@ -451,7 +440,7 @@ impl Connection {
         let _ = self.inner.tx.send(Command::Detach {
             link,
             closed,
-            error,
+            error: error.map(Box::new),
             reply: None,
         });
     }
@@ -469,7 +458,7 @@ impl Connection {
             .send(Command::Detach {
                 link,
                 closed,
-                error,
+                error: error.map(Box::new),
                 reply: Some(reply),
             })
             .is_err()

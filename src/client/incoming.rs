@@ -176,7 +176,7 @@ impl IncomingLink {
         self.answered = true;
         let _ = self.conn.send_command(Command::RefuseLink {
             link: self.link,
-            error: AmqpError::new(condition, description),
+            error: Box::new(AmqpError::new(condition, description)),
         });
     }
 }
@@ -186,10 +186,10 @@ impl Drop for IncomingLink {
         if !self.answered {
             let _ = self.conn.send_command(Command::RefuseLink {
                 link: self.link,
-                error: AmqpError::new(
+                error: Box::new(AmqpError::new(
                     crate::frame::condition::NOT_ALLOWED,
                     "the link was not accepted",
-                ),
+                )),
             });
         }
     }

@@ -682,7 +682,7 @@ impl IncomingConnection {
     pub fn refuse(mut self, condition: impl Into<Symbol>, description: impl Into<String>) {
         if let Some(started) = self.started.take() {
             let _ = started.tx.send(super::driver::Command::Close {
-                error: Some(AmqpError::new(condition, description)),
+                error: Some(Box::new(AmqpError::new(condition, description))),
                 reply: None,
             });
         }

@@ -327,7 +327,7 @@ impl Drop for Receiver {
                     let _ = self.conn.send_command(Command::Settle {
                         delivery: id,
                         epoch,
-                        state: Box::new(DeliveryState::Released),
+                        state: DeliveryState::Released.into(),
                         reply: None,
                     });
                 }
@@ -410,7 +410,7 @@ impl SettleHandle {
             .send(Command::Settle {
                 delivery,
                 epoch: self.epoch,
-                state: Box::new(state),
+                state: state.into(),
                 reply,
             })
             .map_err(|_| Error::new(ErrorKind::Closed, "the connection is closed"))

@@ -64,7 +64,7 @@ impl Session {
     ) -> Result<(), Error> {
         self.conn.send_command(Command::End {
             session: self.id,
-            error: Some(AmqpError::new(condition, description)),
+            error: Some(Box::new(AmqpError::new(condition, description))),
         })
     }
 }

@@ -1,11 +1,15 @@
 //! State a connection's handles share with its driver: the terminal error,
-//! settings, and the statistics counters.
+//! settings, the statistics counters, and the queue of what the peer
+//! opened.
 
+use super::driver::{Incoming, MAX_PENDING_INCOMING};
 use super::reconnect::EventHub;
 use crate::error::Error;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::Notify;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -20,8 +24,12 @@ pub(crate) struct Shared {
     /// The connection deliveries come on now (one more per reconnect).
     pub(crate) epoch: AtomicU64,
     pub(crate) events: Arc<EventHub>,
-    /// How the connection ended, once it has for good.
-    pub(crate) ended: watch::Sender<Option<Result<(), Error>>>,
+    /// How the connection ended, once it has for good; `ended_notify`
+    /// wakes who waits for it (no channel allocated per connection).
+    ended: Mutex<Option<Result<(), Error>>>,
+    ended_notify: Notify,
+    /// What the peer opened, for `Connection::next_incoming`.
+    pub(crate) incoming: IncomingQueue,
 }
 
 impl Shared {
@@ -37,7 +45,9 @@ impl Shared {
             reconnects: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             events: Arc::new(EventHub::default()),
-            ended: watch::channel(None).0,
+            ended: Mutex::new(None),
+            ended_notify: Notify::new(),
+            incoming: IncomingQueue::default(),
         }
     }
 
@@ -54,8 +64,23 @@ impl Shared {
         if let Err(e) = &how {
             self.set_error(e.clone());
         }
-        self.ended.send_replace(Some(how));
+        *self.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(how);
+        self.ended_notify.notify_waiters();
         self.events.close();
+    }
+
+    /// Waits until the connection has ended for good: how it ended.
+    pub(crate) async fn ended(&self) -> Result<(), Error> {
+        loop {
+            let notified = self.ended_notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check: a `finish` after it wakes us.
+            notified.as_mut().enable();
+            if let Some(how) = &*self.ended.lock().unwrap_or_else(|e| e.into_inner()) {
+                return how.clone();
+            }
+            notified.await;
+        }
     }
 
     /// The error that ended the connection, if it has ended.
@@ -83,6 +108,74 @@ impl Shared {
     }
 }
 
+/// The sessions and links the peer opened, from the driver to
+/// `Connection::next_incoming`: at most [`MAX_PENDING_INCOMING`] waiting.
+/// It holds no allocation while empty (a channel would hold its first
+/// block for the connection's life).
+#[derive(Debug, Default)]
+pub(crate) struct IncomingQueue {
+    state: Mutex<Queue>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Incoming>,
+    /// The driver ended, or every handle is gone.
+    closed: bool,
+}
+
+impl IncomingQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `item`; `Full` past the limit, `Closed` once closed.
+    pub(crate) fn push(&self, item: Incoming) -> Result<(), TrySendError<Incoming>> {
+        let mut q = self.lock();
+        if q.closed {
+            return Err(TrySendError::Closed(item));
+        }
+        if q.items.len() >= MAX_PENDING_INCOMING {
+            return Err(TrySendError::Full(item));
+        }
+        q.items.push_back(item);
+        drop(q);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// No more items: [`next`](Self::next) returns what is queued, then
+    /// `None`.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.notify.notify_waiters();
+    }
+
+    /// The next item, or `None` once closed and empty.
+    pub(crate) async fn next(&self) -> Option<Incoming> {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check: a push or close after it wakes us.
+            notified.as_mut().enable();
+            {
+                let mut q = self.lock();
+                if let Some(item) = q.items.pop_front() {
+                    if q.items.is_empty() {
+                        q.items = VecDeque::new();
+                    }
+                    return Some(item);
+                }
+                if q.closed {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Cheap counters of a connection's traffic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -101,4 +194,68 @@ pub struct Statistics {
     /// brokers overshoot under load (RabbitMQ 3.10 resets its credit on
     /// each flow); it is tolerated within the session's incoming window.
     pub credit_overshoot: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::SessionId;
+
+    #[tokio::test]
+    async fn the_incoming_queue_is_bounded_and_ends_after_close() {
+        let q = Arc::new(IncomingQueue::default());
+        let waiter = tokio::spawn({
+            let q = q.clone();
+            async move { q.next().await }
+        });
+        tokio::task::yield_now().await;
+        q.push(Incoming::Session(SessionId(1))).unwrap();
+        assert!(matches!(
+            waiter.await.unwrap(),
+            Some(Incoming::Session(SessionId(1)))
+        ));
+        for i in 0..MAX_PENDING_INCOMING as u64 {
+            q.push(Incoming::Session(SessionId(i))).unwrap();
+        }
+        assert!(matches!(
+            q.push(Incoming::Session(SessionId(0))),
+            Err(TrySendError::Full(_))
+        ));
+        q.close();
+        assert!(matches!(
+            q.push(Incoming::Session(SessionId(0))),
+            Err(TrySendError::Closed(_))
+        ));
+        // What was queued still comes, then the end.
+        for _ in 0..MAX_PENDING_INCOMING {
+            assert!(q.next().await.is_some());
+        }
+        assert!(q.next().await.is_none());
+        assert_eq!(q.lock().items.capacity(), 0, "an empty queue holds nothing");
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_a_waiter() {
+        let q = Arc::new(IncomingQueue::default());
+        let waiter = tokio::spawn({
+            let q = q.clone();
+            async move { q.next().await }
+        });
+        tokio::task::yield_now().await;
+        q.close();
+        assert!(waiter.await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn ended_wakes_a_waiter_with_how_it_ended() {
+        let s = Arc::new(Shared::new("c".into()));
+        let waiter = tokio::spawn({
+            let s = s.clone();
+            async move { s.ended().await }
+        });
+        tokio::task::yield_now().await;
+        s.finish(Ok(()));
+        assert!(waiter.await.unwrap().is_ok());
+        assert!(s.ended().await.is_ok(), "and answers at once after");
+    }
 }

@@ -75,7 +75,16 @@ pub struct Connection {
     pub(super) overshoot_total: u64,
     /// Bytes held in partly received deliveries, over all links.
     pub(super) partial_bytes: u64,
+    /// The most bytes one [`take_output`](Self::take_output) handed out
+    /// since the last [`release_buffers`](Self::release_buffers): a buffer
+    /// that carried less is not worth keeping while idle.
+    pub(super) output_peak: usize,
 }
+
+/// The engine keeps an empty output buffer over idle time if an output
+/// since the last release was at least this big (a busy connection reuses
+/// it rather than growing a new one).
+const KEEP_OUTPUT: usize = 8 * 1024;
 
 pub(super) type Fatal = (Symbol, String);
 
@@ -91,8 +100,9 @@ impl Connection {
             side,
             phase: Phase::Header { expect: None },
             decoder,
-            input: BytesMut::with_capacity(64 * 1024),
-            output: BytesMut::with_capacity(64 * 1024),
+            // Allocated on first use, released by `release_buffers`.
+            input: BytesMut::new(),
+            output: BytesMut::new(),
             events: VecDeque::new(),
             sasl_client: None,
             sasl_server: None,
@@ -113,6 +123,7 @@ impl Connection {
             held: BytesMut::new(),
             overshoot_total: 0,
             partial_bytes: 0,
+            output_peak: 0,
             config,
         };
         if side == Side::Client {
@@ -149,8 +160,29 @@ impl Connection {
     // ---- I/O -----------------------------------------------------------
 
     /// The buffer to read transport bytes into (then call `handle_input`).
+    /// It may have no spare capacity (a new engine, or one that released its
+    /// buffers, holds none): reserve room before reading into it.
     pub fn input_buffer(&mut self) -> &mut BytesMut {
         &mut self.input
+    }
+
+    /// Frees the input and output buffers while they are empty, so that an
+    /// idle connection holds none; they are allocated again when bytes come
+    /// or frames are written. The output buffer is kept if an output since
+    /// the last call was big (8 KiB or more): a busy sender reuses it. Also
+    /// frees the event queue's room if it is empty. Call it when the
+    /// transport has nothing to read and nothing is being written.
+    pub fn release_buffers(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = BytesMut::new();
+        }
+        let busy = std::mem::take(&mut self.output_peak) >= KEEP_OUTPUT;
+        if self.output.is_empty() && self.output.capacity() > 0 && !busy {
+            self.output = BytesMut::new();
+        }
+        if self.events.is_empty() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
     }
 
     /// Processes the bytes in the input buffer.
@@ -180,6 +212,7 @@ impl Connection {
         if self.output.is_empty() {
             None
         } else {
+            self.output_peak = self.output_peak.max(self.output.len());
             Some(self.output.split())
         }
     }

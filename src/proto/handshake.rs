@@ -100,6 +100,8 @@ impl Connection {
                 SaslStep::Done(out, ok) => {
                     self.write_sasl(&out);
                     self.sasl_done = true;
+                    // Its work is done: no SASL frame may follow.
+                    self.sasl_server = None;
                     if ok {
                         self.phase = Phase::Header { expect: None };
                     } else {
@@ -221,6 +223,7 @@ impl Connection {
             );
         }
         self.remote_open = true;
+        self.timers.cancel(Timer::Open);
         self.remote_max_frame_size = open.max_frame_size as usize;
         self.remote_channel_max = open.channel_max;
         self.remote_idle_timeout = open

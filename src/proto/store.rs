@@ -16,7 +16,9 @@ use super::session::Session;
 
 #[derive(Debug, Default)]
 pub(super) struct Store {
-    pub(super) sessions: IdMap<SessionId, Session>,
+    /// Boxed: a map allocates room for at least four entries, and a
+    /// connection mostly has one session.
+    pub(super) sessions: IdMap<SessionId, Box<Session>>,
     /// Our channel numbers.
     pub(super) channels: NumberMap<u16, SessionId>,
     /// The peer's channel numbers (sessions whose begin it sent).
@@ -58,7 +60,7 @@ impl Store {
         let id = id.unwrap_or_else(|| SessionId(self.next_id()));
         self.channels.insert(channel, id);
         self.sessions
-            .insert(id, Session::new(channel, incoming_window));
+            .insert(id, Box::new(Session::new(channel, incoming_window)));
         Some(id)
     }
 
@@ -79,7 +81,7 @@ impl Store {
 
     /// Removes a session and its channels; returns it (its links are still
     /// in the store: remove them with [`remove_link`](Self::remove_link)).
-    pub(super) fn remove_session(&mut self, session: SessionId) -> Option<Session> {
+    pub(super) fn remove_session(&mut self, session: SessionId) -> Option<Box<Session>> {
         let s = self.sessions.remove(&session)?;
         self.channels.remove(&s.channel);
         if let Some(rc) = s.remote_channel {

@@ -1298,3 +1298,61 @@ fn detach_timeout_forgets_a_link_the_peer_never_answers() {
     }
     assert!(p.client.store.links.is_empty(), "the link is forgotten");
 }
+
+#[test]
+fn an_idle_engine_holds_no_buffers_and_works_after_releasing_them() {
+    use std::sync::Arc;
+    let mut p = Pair::new(
+        Config {
+            container_id: "c".into(),
+            sasl: Sasl::Client(Arc::new(TestPlain("alice", "secret".into()))),
+            ..Default::default()
+        },
+        Config {
+            container_id: "s".into(),
+            sasl: Sasl::Server(Arc::new(TestPlainServer)),
+            ..Default::default()
+        },
+    );
+    // The SASL exchange is over: the server let go of it.
+    assert!(p.server.sasl_server.is_none());
+    // The open timeout went with the peer's open: no timer runs.
+    assert_eq!(p.client.poll_timeout(), None);
+    assert_eq!(p.server.poll_timeout(), None);
+    let (sender, receiver) = p.link(10);
+    for e in [&mut p.client, &mut p.server] {
+        e.release_buffers();
+        assert_eq!(e.input.capacity(), 0);
+        assert_eq!(e.output.capacity(), 0);
+        assert_eq!(e.events.capacity(), 0);
+    }
+    let id = p.client.send(sender, Message::from("hi"), false).unwrap();
+    p.run();
+    let got = p.deliveries();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.link, receiver);
+    p.server
+        .settle(got[0].0, Some(DeliveryState::Accepted), true)
+        .unwrap();
+    p.run();
+    assert_eq!(p.outcomes(), [(id, Some(DeliveryState::Accepted))]);
+}
+
+#[test]
+fn a_big_output_buffer_is_kept_over_idle_time() {
+    let mut p = Pair::plain();
+    let (sender, _receiver) = p.link(100);
+    for _ in 0..100 {
+        p.client
+            .send(sender, Message::from("x".repeat(200)), true)
+            .unwrap();
+    }
+    let out = p.client.take_output(p.now).unwrap();
+    assert!(out.len() >= 8 * 1024);
+    drop(out);
+    p.client.release_buffers();
+    assert!(
+        p.client.output.capacity() > 0,
+        "a busy sender keeps its buffer"
+    );
+}

@@ -61,6 +61,22 @@ impl Timers {
     pub(super) fn request(&mut self, timer: Timer) {
         self.unarmed.push(timer);
     }
+
+    /// Drops `timer` now (its condition is met), rather than when it
+    /// comes due.
+    pub(super) fn cancel(&mut self, timer: Timer) {
+        self.unarmed.retain(|t| *t != timer);
+        self.armed.retain(|(_, t)| *t != timer);
+        self.release_if_empty();
+    }
+
+    /// An empty set keeps its node: let it go, so that a connection with
+    /// no timer running holds none.
+    fn release_if_empty(&mut self) {
+        if self.armed.is_empty() {
+            self.armed = BTreeSet::new();
+        }
+    }
 }
 
 impl Connection {
@@ -141,6 +157,7 @@ impl Connection {
                 break;
             }
             self.timers.armed.pop_first();
+            self.timers.release_if_empty();
             self.fire(timer);
             if self.is_closed() {
                 return;

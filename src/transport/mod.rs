@@ -2,6 +2,7 @@
 //! (tokio-rustls) as another [`Io`] implementation.
 
 pub(crate) mod delay;
+pub(crate) mod read;
 pub(crate) mod tls;
 mod url;
 mod x509;

@@ -85,7 +85,7 @@ impl Driver {
                     self.default_session = None;
                 }
                 self.forget_session(session);
-                let _ = self.engine.end(session, error);
+                let _ = self.engine.end(session, error.map(|e| *e));
             }
             Command::Attach {
                 session,
@@ -143,7 +143,7 @@ impl Driver {
                 }
             },
             Command::RefuseLink { link, error } => {
-                let _ = self.engine.refuse_link(link, error);
+                let _ = self.engine.refuse_link(link, *error);
             }
             Command::Send {
                 link,
@@ -208,7 +208,10 @@ impl Driver {
                     .engine
                     .link_attach(delivery.link)
                     .is_some_and(|a| a.rcv_settle_mode == RcvSettleMode::Second);
-                match self.engine.settle(delivery, Some(*state), !second) {
+                match self
+                    .engine
+                    .settle(delivery, Some(state.into_state()), !second)
+                {
                     Ok(()) if second => {
                         if let Some(r) = reply {
                             self.settles.insert(delivery, r);
@@ -234,7 +237,7 @@ impl Driver {
                 reply,
             } => {
                 self.forget_link(link);
-                let detaching = self.engine.detach(link, closed, error).is_ok();
+                let detaching = self.engine.detach(link, closed, error.map(|e| *e)).is_ok();
                 if let Some(reply) = reply {
                     if detaching {
                         self.detaches.insert(link, reply);
@@ -245,7 +248,7 @@ impl Driver {
             }
             Command::Close { error, reply } => {
                 self.closing = true;
-                self.engine.close(error);
+                self.engine.close(error.map(|e| *e));
                 if let Some(reply) = reply {
                     self.closes.push(reply);
                 }

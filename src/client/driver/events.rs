@@ -39,7 +39,7 @@ impl Driver {
                     let _ = r.send(Ok(session));
                 }
                 if incoming {
-                    let _ = self.incoming.try_send(Incoming::Session(session));
+                    let _ = self.shared.incoming.push(Incoming::Session(session));
                 }
             }
             Event::SessionEnded { session, error } => {
@@ -72,7 +72,7 @@ impl Driver {
             }
             Event::IncomingLink { link, attach, .. } => {
                 use mpsc::error::TrySendError;
-                let refusal = match self.incoming.try_send(Incoming::Link { link, attach }) {
+                let refusal = match self.shared.incoming.push(Incoming::Link { link, attach }) {
                     Ok(()) => None,
                     Err(TrySendError::Full(_)) => Some(AmqpError::new(
                         condition::RESOURCE_LIMIT_EXCEEDED,

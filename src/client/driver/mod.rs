@@ -23,14 +23,14 @@ use super::window::{Completion, Window};
 use crate::error::{Error, ErrorKind};
 use crate::frame::{condition, AmqpError, Attach, DeliveryState, Open, RcvSettleMode};
 use crate::proto::{self, DeliveryId, Event, IdMap, LinkId, Payload, SendId, SessionId};
-use crate::transport::BoxIo;
+use crate::transport::{read, BoxIo};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 mod commands;
@@ -89,9 +89,11 @@ pub(crate) enum Command {
     Begin {
         reply: Reply<SessionId>,
     },
+    // Errors are boxed: every slot of the command channel is as big as
+    // the biggest command.
     End {
         session: SessionId,
-        error: Option<AmqpError>,
+        error: Option<Box<AmqpError>>,
     },
     Attach {
         session: Option<SessionId>,
@@ -111,7 +113,7 @@ pub(crate) enum Command {
     },
     RefuseLink {
         link: LinkId,
-        error: AmqpError,
+        error: Box<AmqpError>,
     },
     Send {
         link: LinkId,
@@ -134,8 +136,7 @@ pub(crate) enum Command {
         delivery: DeliveryId,
         /// The connection the delivery came on.
         epoch: u64,
-        /// Boxed: an unboxed state (80 bytes) would size every command.
-        state: Box<DeliveryState>,
+        state: SettleState,
         reply: Option<Reply<()>>,
     },
     /// A receiver's batch of settlements without a reply is waiting in
@@ -144,16 +145,46 @@ pub(crate) enum Command {
     Detach {
         link: LinkId,
         closed: bool,
-        error: Option<AmqpError>,
+        error: Option<Box<AmqpError>>,
         reply: Option<Reply<()>>,
     },
     Open,
     /// Every user handle is gone: close the connection, whatever is pending.
     HandlesGone,
     Close {
-        error: Option<AmqpError>,
+        error: Option<Box<AmqpError>>,
         reply: Option<Reply<()>>,
     },
+}
+
+/// The state a settlement sets, in 16 bytes: the common outcomes inline,
+/// any other boxed (a `DeliveryState` takes 80, and would make every slot
+/// of the command channel that big).
+#[derive(Debug)]
+pub(crate) enum SettleState {
+    Accepted,
+    Released,
+    Other(Box<DeliveryState>),
+}
+
+impl From<DeliveryState> for SettleState {
+    fn from(s: DeliveryState) -> Self {
+        match s {
+            DeliveryState::Accepted => SettleState::Accepted,
+            DeliveryState::Released => SettleState::Released,
+            other => SettleState::Other(Box::new(other)),
+        }
+    }
+}
+
+impl SettleState {
+    pub(crate) fn into_state(self) -> DeliveryState {
+        match self {
+            SettleState::Accepted => DeliveryState::Accepted,
+            SettleState::Released => DeliveryState::Released,
+            SettleState::Other(s) => *s,
+        }
+    }
 }
 
 struct PendingSend {
@@ -176,7 +207,6 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     open_waiter: Option<Reply<Box<Open>>>,
     pending_open: Option<Box<Open>>,
-    incoming: mpsc::Sender<Incoming>,
     default_session: Option<SessionId>,
     begins: IdMap<SessionId, Reply<SessionId>>,
     attaches: IdMap<LinkId, Reply<Attached>>,
@@ -206,6 +236,14 @@ pub(crate) struct Driver {
     outcomes: Vec<(Completion, Result<Outcome, Error>)>,
 }
 
+/// The driver is gone (ended, or its task dropped): nothing more comes
+/// from the peer.
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.shared.incoming.close();
+    }
+}
+
 impl Driver {
     pub(crate) fn new(
         engine: proto::Connection,
@@ -213,7 +251,6 @@ impl Driver {
         commands: mpsc::UnboundedReceiver<Command>,
         shared: Arc<Shared>,
         open_waiter: Option<Reply<Box<Open>>>,
-        incoming: mpsc::Sender<Incoming>,
     ) -> Self {
         Driver {
             engine,
@@ -222,7 +259,6 @@ impl Driver {
             shared,
             open_waiter,
             pending_open: None,
-            incoming,
             default_session: None,
             begins: IdMap::default(),
             attaches: IdMap::default(),
@@ -255,52 +291,63 @@ impl Driver {
     }
 
     /// Runs the connection until it is closed and every byte is written,
-    /// reconnecting after transient failures if reconnect is on.
-    pub(crate) async fn run(mut self) {
-        let span = tracing::debug_span!("connection", id = %self.shared.container_id);
-        let _enter = span.enter();
-        let (error, clean) = loop {
-            match self.run_inner().await {
-                Ok(()) => {
-                    let error = self.shared.error();
-                    // Clean: our close, or the peer's without an error.
-                    let clean =
-                        self.closing || error.as_ref().is_none_or(|e| e.condition().is_none());
-                    if !clean {
-                        if let Some(e) = &error {
+    /// reconnecting after transient failures if reconnect is on; `permit`
+    /// (a listener's connection slot) is given back at the end.
+    // Not an `async fn` (see below), whatever clippy prefers.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn run(
+        mut self,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // Not an `async fn`: one keeps its arguments twice (as passed and
+        // as locals), which would put two drivers in every task.
+        async move {
+            let span = tracing::debug_span!("connection", id = %self.shared.container_id);
+            let _enter = span.enter();
+            let (error, clean) = loop {
+                match self.run_inner().await {
+                    Ok(()) => {
+                        let error = self.shared.error();
+                        // Clean: our close, or the peer's without an error.
+                        let clean =
+                            self.closing || error.as_ref().is_none_or(|e| e.condition().is_none());
+                        if !clean {
+                            if let Some(e) = &error {
+                                self.shared
+                                    .events
+                                    .emit(ConnectionEvent::Disconnected { error: e.clone() });
+                            }
+                        }
+                        let error = error.unwrap_or_else(|| {
+                            Error::new(ErrorKind::Closed, "the connection is closed")
+                        });
+                        break (error, clean);
+                    }
+                    Err(e) if self.may_reconnect(&e) => {
+                        // Boxed: its state would otherwise sit in every
+                        // connection's task, reconnecting or not.
+                        if let Err(e) = Box::pin(self.reconnect(e)).await {
+                            // A close (or every handle dropped) while
+                            // reconnecting ends cleanly.
+                            let clean = self.closing;
+                            break (e, clean);
+                        }
+                    }
+                    Err(e) => {
+                        if !self.closing {
                             self.shared
                                 .events
                                 .emit(ConnectionEvent::Disconnected { error: e.clone() });
                         }
-                    }
-                    let error = error.unwrap_or_else(|| {
-                        Error::new(ErrorKind::Closed, "the connection is closed")
-                    });
-                    break (error, clean);
-                }
-                Err(e) if self.may_reconnect(&e) => {
-                    // Boxed: its state would otherwise sit in every
-                    // connection's task, reconnecting or not.
-                    if let Err(e) = Box::pin(self.reconnect(e)).await {
-                        // A close (or every handle dropped) while
-                        // reconnecting ends cleanly.
-                        let clean = self.closing;
-                        break (e, clean);
+                        break (e, false);
                     }
                 }
-                Err(e) => {
-                    if !self.closing {
-                        self.shared
-                            .events
-                            .emit(ConnectionEvent::Disconnected { error: e.clone() });
-                    }
-                    break (e, false);
-                }
-            }
-        };
-        tracing::debug!(%error, "connection ended");
-        self.fail_all(error.clone());
-        self.shared.finish(if clean { Ok(()) } else { Err(error) });
+            };
+            tracing::debug!(%error, "connection ended");
+            self.fail_all(error.clone());
+            self.shared.finish(if clean { Ok(()) } else { Err(error) });
+            drop(permit);
+        }
     }
 
     fn drain_events(&mut self) {
@@ -322,6 +369,8 @@ impl Driver {
         let (mut rd, mut wr) = tokio::io::split(io);
         let mut wbuf = BytesMut::new();
         let mut commands_open = true;
+        // Consecutive small reads (saturating).
+        let mut small_reads: u8 = 0;
         loop {
             self.drain_events();
             if let Some(e) = self.lost.take() {
@@ -363,6 +412,11 @@ impl Driver {
                 }
             };
             let writing = !wbuf.is_empty();
+            // Quiet: nothing being written and the last two reads were
+            // small. A quiet connection with nothing to read releases its
+            // buffers: an idle connection holds none; a busy one, whose
+            // reads are big but for one now and then, keeps them.
+            let quiet = !writing && small_reads >= 2;
             tokio::select! {
                 r = wr.write_buf(&mut wbuf), if writing => {
                     let n = r.map_err(io_error)?;
@@ -371,10 +425,26 @@ impl Driver {
                     }
                     self.written += n as u64;
                     self.shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    if wbuf.is_empty() {
+                        // Let go of the written bytes: the engine can reuse
+                        // (or release) their buffer.
+                        wbuf = BytesMut::new();
+                    }
                     self.complete_written();
                 }
-                r = rd.read_buf(self.engine.input_buffer()), if !congested => {
+                r = std::future::poll_fn(|cx| {
+                    let r = read::poll_read_input(&mut rd, self.engine.input_buffer(), cx);
+                    if r.is_pending() && quiet {
+                        self.engine.release_buffers();
+                    }
+                    r
+                }), if !congested => {
                     let n = r.map_err(io_error)?;
+                    small_reads = if n < read::SMALL_READ {
+                        small_reads.saturating_add(1)
+                    } else {
+                        0
+                    };
                     if n == 0 {
                         return if self.engine.is_closed() {
                             Ok(())
@@ -487,19 +557,41 @@ fn io_error(e: std::io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::mem::size_of;
 
-    /// Every command is copied into the channel and out: what a send, a
-    /// settlement or a flow carries stays small (a settlement's state is
-    /// boxed). The enum is as large as its largest variant; the rare ones
-    /// carrying an `AmqpError` are the largest now.
+    /// Every connection pays for these: the command channel's first block
+    /// holds 32 commands, and the task holds the driver's future.
+    #[cfg(target_pointer_width = "64")]
+    #[tokio::test]
+    async fn per_connection_sizes_stay_within_budget() {
+        use std::mem::size_of;
+        assert!(
+            size_of::<Command>() <= 80,
+            "Command: {}",
+            size_of::<Command>()
+        );
+        assert!(size_of::<SettleState>() <= 16);
+        let (io, _peer) = tokio::io::duplex(64);
+        let engine = proto::Connection::new(proto::Side::Server, proto::Config::default());
+        let (_tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new("c".into()));
+        let driver = Driver::new(engine, Box::new(io), rx, shared, None);
+        let run = driver.run(None);
+        // The driver once (about 1.5 KiB) and the loop's state.
+        let size = std::mem::size_of_val(&run);
+        assert!(size <= 2304, "the driver's future: {size} bytes");
+    }
+
+    /// What a send, a settlement or a flow carries stays small: each is
+    /// copied into the channel and out.
     #[test]
     fn per_message_commands_stay_small() {
+        use std::mem::size_of;
         let send = size_of::<(LinkId, Payload, bool, Option<Completion>)>();
-        let settle = size_of::<(DeliveryId, u64, Box<DeliveryState>, Option<Reply<()>>)>();
+        let settle = size_of::<(DeliveryId, u64, SettleState, Option<Reply<()>>)>();
         let flow = size_of::<(LinkId, u32, bool, u32, u64)>();
         assert!(send <= 72, "Send carries {send} bytes");
-        assert!(settle <= 48, "Settle carries {settle} bytes");
+        // Accept and release inline (no allocation), the rest boxed.
+        assert!(settle <= 56, "Settle carries {settle} bytes");
         assert!(flow <= 32, "Flow carries {flow} bytes");
         eprintln!(
             "Command {} bytes; Send {send}, Settle {settle}, Flow {flow}",

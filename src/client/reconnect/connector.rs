@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Where to connect: one URL of the options' list.
 #[derive(Clone, Debug)]
@@ -292,7 +292,7 @@ async fn handshake(mut engine: proto::Connection, mut io: BoxIo) -> Result<Opene
             }
         };
         tokio::select! {
-            r = io.read_buf(engine.input_buffer()) => {
+            r = crate::transport::read::read_input(&mut io, engine.input_buffer()) => {
                 let n = r.map_err(Error::from)?;
                 if n == 0 {
                     return Err(Error::new(
