@@ -6,15 +6,14 @@ use super::connection::Connection;
 use super::driver::RecvItem;
 use super::link_options::{DeliveryMode, SenderOptions};
 use super::outcome::Outcome;
-use super::window::{SendFuture, Window};
+use super::window::{SendFuture, SinkTrack, Window};
 use crate::error::Error;
 use crate::frame::{AmqpError, Attach};
 use crate::message::Message;
 use crate::proto::{LinkId, Payload};
 use crate::types::Symbol;
 use bytes::Bytes;
-use futures::stream::FuturesUnordered;
-use futures::{Sink, Stream};
+use futures::Sink;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -35,8 +34,8 @@ pub struct Sender {
     window: Arc<Window>,
     detach: Arc<DetachSignal>,
     credit: watch::Receiver<u32>,
-    sink_pending: FuturesUnordered<SendFuture>,
-    sink_error: Option<Error>,
+    /// The outcomes of the sends made through this handle's `Sink`.
+    sink: Arc<SinkTrack>,
     /// This handle holds an in-flight slot reserved by `poll_ready`.
     reserved: bool,
 }
@@ -67,8 +66,7 @@ impl Clone for Sender {
             window: self.window.clone(),
             detach: self.detach.clone(),
             credit: self.credit.clone(),
-            sink_pending: FuturesUnordered::new(),
-            sink_error: None,
+            sink: Arc::default(),
             reserved: false,
         }
     }
@@ -103,8 +101,7 @@ impl Sender {
                 error: OnceLock::new(),
             }),
             credit,
-            sink_pending: FuturesUnordered::new(),
-            sink_error: None,
+            sink: Arc::default(),
             reserved: false,
         }
     }
@@ -227,15 +224,6 @@ impl Sender {
         self.conn.detach_link(self.link, true, Some(e));
     }
 
-    fn poll_sink_outcomes(&mut self, cx: &mut Context<'_>) {
-        while let Poll::Ready(Some(r)) = Pin::new(&mut self.sink_pending).poll_next(cx) {
-            let r = r.and_then(Outcome::into_result);
-            if let Err(e) = r {
-                self.sink_error.get_or_insert(e);
-            }
-        }
-    }
-
     /// Reserves an in-flight slot for the next `start_send`/`call`.
     fn poll_slot(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if !self.reserved {
@@ -262,8 +250,7 @@ impl Sink<Message> for Sender {
     type Error = Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.poll_sink_outcomes(cx);
-        if let Some(e) = self.sink_error.take() {
+        if let Some(e) = self.sink.take_error() {
             return Poll::Ready(Err(e));
         }
         self.poll_slot(cx)
@@ -271,21 +258,13 @@ impl Sink<Message> for Sender {
 
     fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
         let payload = self.window.payload(message);
-        let rx = self.submit_ready(payload);
-        self.sink_pending.push(rx);
+        let reserved = std::mem::take(&mut self.reserved);
+        self.window.submit_counted(payload, reserved, &self.sink);
         Ok(())
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.poll_sink_outcomes(cx);
-        if let Some(e) = self.sink_error.take() {
-            return Poll::Ready(Err(e));
-        }
-        if self.sink_pending.is_empty() {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
-        }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.sink.poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {

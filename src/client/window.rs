@@ -6,7 +6,10 @@
 //! table shared by the sender's clones and the driver (no oneshot channel
 //! per message). The driver holds a [`Completion`] per send; completing it
 //! writes the outcome into the slot, wakes the [`SendFuture`] polling it and
-//! frees the in-flight place, under one lock.
+//! frees the in-flight place, under one lock. Sends made through a
+//! sender's `Sink` have no future: their outcomes are counted in a
+//! [`SinkTrack`] (how many are out, the first failure), which wakes the sink
+//! only when the count reaches zero or a send fails.
 
 use super::driver::Command;
 use super::outcome::Outcome;
@@ -30,6 +33,70 @@ enum Slot {
     Done(Result<Outcome, Error>),
     /// The outcome was taken, or its future dropped.
     Gone,
+    /// A send made through a `Sink`: its outcome goes to the track.
+    Sink(Arc<SinkTrack>),
+}
+
+/// The outcomes of the sends made through one sender handle's `Sink`:
+/// counted, not awaited one by one (a future per send, each woken, would
+/// cost a wakeup per message).
+#[derive(Debug, Default)]
+pub(crate) struct SinkTrack(Mutex<SinkState>);
+
+#[derive(Debug, Default)]
+struct SinkState {
+    /// Sends without an outcome.
+    outstanding: usize,
+    /// The first failure (an error, or an outcome other than accepted)
+    /// not yet reported.
+    error: Option<Error>,
+    /// The sink's task, waiting in `poll_flush`.
+    waker: Option<Waker>,
+}
+
+impl SinkTrack {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an outcome; the waker to wake if the sink has news (none
+    /// left out, or a failure).
+    fn record(&self, result: Result<Outcome, Error>) -> Option<Waker> {
+        let mut s = self.lock();
+        s.outstanding = s.outstanding.saturating_sub(1);
+        let failed = match result.and_then(Outcome::into_result) {
+            Ok(_) => false,
+            Err(e) => {
+                s.error.get_or_insert(e);
+                true
+            }
+        };
+        if failed || s.outstanding == 0 {
+            s.waker.take()
+        } else {
+            None
+        }
+    }
+
+    /// The first failure not yet reported, if any.
+    pub(crate) fn take_error(&self) -> Option<Error> {
+        self.lock().error.take()
+    }
+
+    /// Ready once every send has its outcome (an error if one failed).
+    pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut s = self.lock();
+        if let Some(e) = s.error.take() {
+            return Poll::Ready(Err(e));
+        }
+        if s.outstanding == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
 }
 
 #[derive(Debug)]
@@ -47,7 +114,11 @@ struct State {
 impl State {
     /// A new slot; its send number.
     fn open_slot(&mut self) -> u64 {
-        self.slots.push_back(Slot::Waiting(None));
+        self.open(Slot::Waiting(None))
+    }
+
+    fn open(&mut self, slot: Slot) -> u64 {
+        self.slots.push_back(slot);
         self.base + self.slots.len() as u64 - 1
     }
 
@@ -70,9 +141,16 @@ impl State {
     /// Writes an outcome; the waker to wake.
     fn fill(&mut self, seq: u64, result: Result<Outcome, Error>) -> Option<Waker> {
         let slot = self.slot(seq)?;
+        if let Slot::Sink(_) = slot {
+            let Slot::Sink(track) = std::mem::replace(slot, Slot::Gone) else {
+                unreachable!()
+            };
+            self.close_slot(seq);
+            return track.record(result);
+        }
         match std::mem::replace(slot, Slot::Done(result)) {
             Slot::Waiting(w) => w,
-            Slot::Done(_) | Slot::Gone => {
+            Slot::Done(_) | Slot::Gone | Slot::Sink(_) => {
                 // Its future is gone: nobody wants the outcome.
                 *slot = Slot::Gone;
                 self.close_slot(seq);
@@ -187,7 +265,7 @@ impl Future for SendFuture {
                 self.done = true;
                 Poll::Ready(r)
             }
-            Slot::Gone => {
+            Slot::Gone | Slot::Sink(_) => {
                 drop(st);
                 self.done = true;
                 Poll::Ready(Err(Error::new(ErrorKind::Closed, "the outcome is gone")))
@@ -299,6 +377,31 @@ impl Window {
         } else {
             st.waiters.push(cx.waker().clone());
             Poll::Pending
+        }
+    }
+
+    /// Sends `message` for a `Sink`, its outcome counted in `track`:
+    /// in the place reserved by `poll_reserve` if `reserved`, else as
+    /// [`submit`](Self::submit) does.
+    pub(crate) fn submit_counted(
+        self: &Arc<Self>,
+        message: Payload,
+        reserved: bool,
+        track: &Arc<SinkTrack>,
+    ) {
+        track.lock().outstanding += 1;
+        let mut st = self.table.lock();
+        let seq = st.open(Slot::Sink(track.clone()));
+        if reserved || (st.in_flight < self.max && st.backlog.is_empty()) {
+            if !reserved {
+                st.in_flight += 1;
+            }
+            drop(st);
+            if !self.dispatch(message, seq) {
+                self.release();
+            }
+        } else {
+            st.backlog.push_back((message, seq));
         }
     }
 
@@ -491,5 +594,60 @@ mod tests {
         assert_eq!(*e.kind(), ErrorKind::Closed);
         assert!(e.into_message().is_some(), "the message comes back");
         assert_eq!(w.table.lock().in_flight, 0, "the place is given back");
+    }
+
+    /// Sink sends are counted: flush waits for the last outcome, woken
+    /// once (not per outcome), and the first failure is reported once.
+    #[test]
+    fn sink_sends_are_counted_and_flush_waits_for_the_last() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::task::Wake;
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        let (w, mut rx) = window(2);
+        let track = Arc::new(SinkTrack::default());
+        for s in ["1", "2", "3"] {
+            w.submit_counted(payload(s), false, &track);
+        }
+        let (c1, c2) = (sent(&mut rx), sent(&mut rx));
+        assert!(rx.try_recv().is_err(), "the third waits for a place");
+        assert!(track.poll_flush(&mut cx).is_pending());
+        let mut done = vec![(c1, Ok(Outcome::Accepted)), (c2, Ok(Outcome::Accepted))];
+        Window::complete_all(&mut done);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "one outcome is still out"
+        );
+        let c3 = sent(&mut rx);
+        c3.send(Ok(Outcome::Accepted));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(track.poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert!(w.table.lock().slots.is_empty(), "every slot is reclaimed");
+
+        // A released message fails the flush, once.
+        w.submit_counted(payload("4"), false, &track);
+        w.submit_counted(payload("5"), false, &track);
+        let (c4, c5) = (sent(&mut rx), sent(&mut rx));
+        c4.send(Ok(Outcome::Released));
+        let e = track.take_error().expect("the failure");
+        assert_eq!(*e.kind(), ErrorKind::Rejected);
+        assert!(track.take_error().is_none());
+        assert!(track.poll_flush(&mut cx).is_pending());
+        drop(c5); // the driver drops it: the send fails as closed
+        match track.poll_flush(&mut cx) {
+            Poll::Ready(Err(e)) => assert_eq!(*e.kind(), ErrorKind::Closed),
+            other => panic!("expected the closed error, got {other:?}"),
+        }
+        assert!(matches!(track.poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert_eq!(w.table.lock().in_flight, 0);
     }
 }
