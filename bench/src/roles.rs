@@ -4,7 +4,7 @@
 
 use aqueduct::{transport::Address, Error, IncomingEndpoint, Message, ReceiverOptions};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use std::io::Write;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,8 +45,11 @@ fn receiver_options(args: &Args, address: Option<String>) -> ReceiverOptions {
     o
 }
 
-/// `send --url URL --count N --size S [--in-flight K]`: pipelined at-least-once sends
-/// of an S-byte data body; the clock runs from the first send to the last outcome.
+/// `send --url URL --count N --size S [--in-flight K] [--sink]`: pipelined at-least-once
+/// sends of an S-byte data body; the clock runs from the first send to the last outcome.
+/// Each send's future awaited (`buffer_unordered`), or with `--sink` the messages go
+/// through the sender's `Sink` (`send_all`, then `close`, which waits for every outcome
+/// and fails if one is not accepted).
 pub async fn send(args: Args) -> Result<(), Error> {
     let url: String = args.req("url");
     let count: u64 = args.req("count");
@@ -57,6 +60,16 @@ pub async fn send(args: Args) -> Result<(), Error> {
     let sender = conn.open_sender(address).await?;
     let body = Bytes::from(vec![b'x'; size]);
     let start = Instant::now();
+    if args.flag("sink") {
+        let mut sink = sender.clone();
+        let mut messages = futures::stream::iter(1..=count)
+            .map(|i| Ok(Message::builder().id(i).body(body.clone()).build()));
+        sink.send_all(&mut messages).await?;
+        sink.close().await?;
+        let secs = start.elapsed().as_secs_f64();
+        println!("result elapsed_s={secs:.6} rss_peak_kb={}", rss_peak_kb());
+        return conn.close().await;
+    }
     futures::stream::iter(1..=count)
         .map(|i| sender.send(Message::builder().id(i).body(body.clone()).build()))
         .buffer_unordered(in_flight)

@@ -157,9 +157,18 @@ fn cmd(path: &PathBuf, args: &[&str]) -> Command {
     c
 }
 
+/// Our benchmark program in `role`. `rt` is the runtime (`mt` or `ct`),
+/// with `+sink` for a sender that sends through its `Sink`.
 fn me(env: &Env, role: &str, rt: &str, args: &[&str]) -> Command {
+    let (rt, sink) = match rt.split_once('+') {
+        Some((rt, _)) => (rt, true),
+        None => (rt, false),
+    };
     let mut c = cmd(&env.me, &[role, "--rt", rt]);
     c.args(args);
+    if sink && role == "send" {
+        c.arg("--sink");
+    }
     c
 }
 
@@ -645,6 +654,24 @@ pub fn cases(cfg: &Config) -> Vec<Case> {
         "msg/s",
         w1,
         pr(Side::Aq("ct"), Side::Aq("ct"), Some(credit)),
+    );
+    add(
+        "w1.aq-aq.mt-sink",
+        "W1 direct",
+        "aqueduct -> aqueduct (multi-thread, Sink)",
+        Family::Aqueduct,
+        "msg/s",
+        w1,
+        pr(Side::Aq("mt+sink"), Side::Aq("mt"), Some(credit)),
+    );
+    add(
+        "w1.aq-aq.ct-sink",
+        "W1 direct",
+        "aqueduct -> aqueduct (current_thread, Sink)",
+        Family::Aqueduct,
+        "msg/s",
+        w1,
+        pr(Side::Aq("ct+sink"), Side::Aq("ct"), Some(credit)),
     );
     add(
         "w1.c-c",
