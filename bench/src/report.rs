@@ -52,8 +52,14 @@ fn ratio_of(o: &[Outcome], a: &str, b: &str, key: Option<&str>) -> Option<f64> {
 pub fn targets(o: &[Outcome]) -> Vec<Target> {
     vec![
         Target {
-            name: "W1 library pair / tuned Proton C pair",
+            name: "W1 library pair / tuned Proton C pair (multi-thread, send futures)",
             value: ratio_of(o, "w1.aq-aq.mt", "w1.c-c", None),
+            bound: 2.0,
+            at_least: true,
+        },
+        Target {
+            name: "W1 library pair / tuned Proton C pair (current_thread, Sink)",
+            value: ratio_of(o, "w1.aq-aq.ct-sink", "w1.c-c", None),
             bound: 2.0,
             at_least: true,
         },
