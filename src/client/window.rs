@@ -113,10 +113,6 @@ struct State {
 
 impl State {
     /// A new slot; its send number.
-    fn open_slot(&mut self) -> u64 {
-        self.open(Slot::Waiting(None))
-    }
-
     fn open(&mut self, slot: Slot) -> u64 {
         self.slots.push_back(slot);
         self.base + self.slots.len() as u64 - 1
@@ -351,10 +347,20 @@ impl Window {
     /// others; the future of its outcome (or of the message back, on
     /// failure).
     pub(crate) fn submit(self: &Arc<Self>, message: Payload) -> SendFuture {
+        let seq = self.submit_in(message, Slot::Waiting(None), false);
+        self.future(seq)
+    }
+
+    /// Opens `slot` for `message` and sends it: in the place reserved by
+    /// `poll_reserve` if `reserved`, else now if a place is free, else
+    /// behind the backlog. Its send number.
+    fn submit_in(self: &Arc<Self>, message: Payload, slot: Slot, reserved: bool) -> u64 {
         let mut st = self.table.lock();
-        let seq = st.open_slot();
-        if st.in_flight < self.max && st.backlog.is_empty() {
-            st.in_flight += 1;
+        let seq = st.open(slot);
+        if reserved || (st.in_flight < self.max && st.backlog.is_empty()) {
+            if !reserved {
+                st.in_flight += 1;
+            }
             drop(st);
             if !self.dispatch(message, seq) {
                 self.release();
@@ -362,7 +368,7 @@ impl Window {
         } else {
             st.backlog.push_back((message, seq));
         }
-        self.future(seq)
+        seq
     }
 
     /// Whether a send would go out at once (for `Sink`/`Service`
@@ -390,27 +396,12 @@ impl Window {
         track: &Arc<SinkTrack>,
     ) {
         track.lock().outstanding += 1;
-        let mut st = self.table.lock();
-        let seq = st.open(Slot::Sink(track.clone()));
-        if reserved || (st.in_flight < self.max && st.backlog.is_empty()) {
-            if !reserved {
-                st.in_flight += 1;
-            }
-            drop(st);
-            if !self.dispatch(message, seq) {
-                self.release();
-            }
-        } else {
-            st.backlog.push_back((message, seq));
-        }
+        self.submit_in(message, Slot::Sink(track.clone()), reserved);
     }
 
     /// Sends `message` in the place reserved by `poll_reserve`.
     pub(crate) fn submit_reserved(self: &Arc<Self>, message: Payload) -> SendFuture {
-        let seq = self.table.lock().open_slot();
-        if !self.dispatch(message, seq) {
-            self.release();
-        }
+        let seq = self.submit_in(message, Slot::Waiting(None), true);
         self.future(seq)
     }
 
