@@ -61,6 +61,9 @@
 //!   reading and taking commands. A quiet connection releases its buffers
 //!   (about 9 KiB per idle connection on a listener); `shared` holds what
 //!   handles and driver share, the queue of what the peer opened among it.
+//!   `window` is a sender's in-flight window and its outcome slots (a
+//!   `Sink` counts its outcomes in a `SinkTrack`); `settlements` gathers a
+//!   receiver's auto-settlements into runs of delivery ids.
 //! - `client/reconnect/`: reconnect and failover as a tower layer:
 //!   `policy` ([`Reconnect`], [`ReconnectPolicy`], [`Exponential`], Proton's
 //!   schedule), `connector` ([`Connector`], a `tower::Service<Endpoint>` that

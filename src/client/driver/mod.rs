@@ -1,6 +1,9 @@
 //! The driver: one tokio task per connection that owns the engine and the
 //! byte stream. Handles talk to it with [`Command`]s over a channel; it
-//! answers through oneshots and per-receiver channels.
+//! answers requests through oneshots, sends through their outcome slots in
+//! the sender's window (`client/window.rs`), and receivers through their
+//! channels; receivers' auto-settlements come in batches
+//! (`client/settlements.rs`).
 //!
 //! It is a thin loop: read and hand the bytes to the engine, apply
 //! commands, write everything the engine produced in one write (many sends
