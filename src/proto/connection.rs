@@ -79,6 +79,9 @@ pub struct Connection {
     /// since the last [`release_buffers`](Self::release_buffers): a buffer
     /// that carried less is not worth keeping while idle.
     pub(super) output_peak: usize,
+    /// Scratch for the delivery ids a disposition names (reused: no
+    /// allocation per disposition).
+    pub(super) disposition_ids: Vec<u32>,
 }
 
 /// The engine keeps an empty output buffer over idle time if an output
@@ -104,6 +107,7 @@ impl Connection {
             input: BytesMut::new(),
             output: BytesMut::new(),
             events: VecDeque::new(),
+            disposition_ids: Vec::new(),
             sasl_client: None,
             sasl_server: None,
             sasl_done: false,

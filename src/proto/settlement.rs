@@ -155,10 +155,11 @@ impl Connection {
             );
         }
         let s = self.store.sessions.get_mut(&sid).expect("session exists");
+        let mut ids = std::mem::take(&mut self.disposition_ids);
         match d.role {
             // The peer is the receiver: outcomes of our sends.
             Role::Receiver => {
-                let mut ids = s.outgoing_unsettled.ids_in(d.first, last);
+                s.outgoing_unsettled.ids_in(d.first, last, &mut ids);
                 ids.sort_unstable_by_key(|id| id.wrapping_sub(d.first));
                 // A terminal outcome the peer has not settled (it wants
                 // rcv-settle-mode second, or simply did not settle) is
@@ -193,9 +194,9 @@ impl Connection {
             }
             // The peer is the sender: it settles deliveries it sent us.
             Role::Sender => {
-                let mut ids = s.incoming_unsettled.ids_in(d.first, last);
+                s.incoming_unsettled.ids_in(d.first, last, &mut ids);
                 ids.sort_unstable_by_key(|id| id.wrapping_sub(d.first));
-                for delivery_id in ids {
+                for &delivery_id in &ids {
                     let link = if d.settled {
                         s.incoming_unsettled.remove(delivery_id)
                     } else {
@@ -212,6 +213,10 @@ impl Connection {
                     });
                 }
             }
+        }
+        // Kept for the next disposition, unless a large range grew it.
+        if ids.capacity() <= 4096 {
+            self.disposition_ids = ids;
         }
         Ok(())
     }

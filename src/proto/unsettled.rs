@@ -154,13 +154,14 @@ impl<V> DeliveryMap<V> {
         Some(v)
     }
 
-    /// The ids present in the serial range `first..=last` (`last` at most
-    /// 2^31 - 1 past `first`), in no particular order. Costs the number of
-    /// ids the range covers in the ring, not the ring's size.
-    pub(crate) fn ids_in(&self, first: u32, last: u32) -> Vec<u32> {
+    /// Puts in `ids` (cleared first) the ids present in the serial range
+    /// `first..=last` (`last` at most 2^31 - 1 past `first`), in no
+    /// particular order. Costs the number of ids the range covers in the
+    /// ring, not the ring's size.
+    pub(crate) fn ids_in(&self, first: u32, last: u32, ids: &mut Vec<u32>) {
         let span = last.wrapping_sub(first) as u64;
         let len = self.ring.len() as u64;
-        let mut ids = Vec::new();
+        ids.clear();
         // Ring offsets (from `base`) the range covers.
         let from_first = first.wrapping_sub(self.base) as u64;
         let before_base = self.base.wrapping_sub(first) as u64;
@@ -186,7 +187,6 @@ impl<V> DeliveryMap<V> {
                 ids.extend(self.spill.range(..=last).map(|(k, _)| *k));
             }
         }
-        ids
     }
 
     /// Every entry, the out-of-sequence ones first, then the ring's in id
@@ -274,7 +274,8 @@ mod tests {
                 _ => {
                     let first = next_id.wrapping_sub((r >> 8) as u32 % 100);
                     let last = first.wrapping_add((r >> 20) as u32 % 40);
-                    let mut got = map.ids_in(first, last);
+                    let mut got = Vec::new();
+                    map.ids_in(first, last, &mut got);
                     got.sort_unstable();
                     let mut want: Vec<u32> = model
                         .keys()
@@ -345,7 +346,9 @@ mod tests {
         m.insert(1_000_000, 1);
         m.insert(u32::MAX, 2);
         assert_eq!(m.ring.len(), 1);
-        assert_eq!(m.ids_in(u32::MAX - 1, 5), vec![0, u32::MAX]);
+        let mut ids = Vec::new();
+        m.ids_in(u32::MAX - 1, 5, &mut ids);
+        assert_eq!(ids, vec![0, u32::MAX]);
         assert_eq!(m.get(1_000_000), Some(&1));
     }
 }
