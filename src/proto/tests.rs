@@ -116,6 +116,17 @@ impl Pair {
         (sender, receiver)
     }
 
+    /// Sends `n` unsettled messages "0", "1", ... on `sender`; their ids.
+    fn send_numbered(&mut self, sender: LinkId, n: usize) -> Vec<SendId> {
+        (0..n)
+            .map(|i| {
+                self.client
+                    .send(sender, Message::from(format!("{i}")), false)
+                    .unwrap()
+            })
+            .collect()
+    }
+
     fn deliveries(&mut self) -> Vec<(DeliveryId, Bytes, bool)> {
         let mut out = Vec::new();
         self.server_events.retain(|e| match e {
@@ -257,13 +268,7 @@ fn drain_uses_up_credit() {
 fn out_of_order_dispositions() {
     let mut p = Pair::plain();
     let (sender, _) = p.link(10);
-    let ids: Vec<SendId> = (0..4)
-        .map(|i| {
-            p.client
-                .send(sender, Message::from(format!("{i}")), false)
-                .unwrap()
-        })
-        .collect();
+    let ids = p.send_numbered(sender, 4);
     p.run();
     let got = p.deliveries();
     p.server
@@ -295,13 +300,7 @@ fn out_of_order_dispositions() {
 fn a_range_settles_the_unsettled_ones_in_runs() {
     let mut p = Pair::plain();
     let (sender, receiver) = p.link(10);
-    let ids: Vec<SendId> = (0..6)
-        .map(|i| {
-            p.client
-                .send(sender, Message::from(format!("{i}")), false)
-                .unwrap()
-        })
-        .collect();
+    let ids = p.send_numbered(sender, 6);
     p.run();
     let got = p.deliveries();
     let first = got[0].0.id;
